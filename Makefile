@@ -1,0 +1,36 @@
+# The project's commands. Each installs what it needs into .venv first (once).
+#   make repro    the real pipeline: dvc repro (needs the EMNIST archive: network or pre-staged)
+#   make offline  the whole pipeline on generated data, as a DVC experiment (main's state untouched)
+#   make test     the test suite (what CI runs)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch==2.13.0: on this project's machines pip takes a local CPU wheel in seconds; on a Linux
+# GPU machine the same pin pulls PyPI's CUDA build. Override with e.g. TORCH_SPEC='torch==2.5.1'.
+TORCH_SPEC ?= torch==2.13.0
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup repro offline test lint bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check '$(TORCH_SPEC)'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+repro: setup
+	dvc repro
+
+offline: setup
+	dvc exp run -n offline-demo $(OFFLINE_PARAMS)
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/python benchmarks/emnist_lines_speed.py

@@ -1,0 +1,44 @@
+"""Stage evaluate: both saved checkpoints on their held-out test sets.
+
+usage: python stages/evaluate.py CNN_CKPT LINE_CKPT EMNIST_H5 LINES_H5 METRICS_JSON PLOTS_DIR
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common import run, section
+
+from text_recognizer.io import atomic_path, write_json
+from text_recognizer.params import EvaluateParams
+
+
+def main(argv: list[str]) -> None:
+    cnn_ckpt, line_ckpt, emnist_h5, lines_h5, metrics_json, plots_dir = argv
+    params = section(EvaluateParams, "evaluate")
+
+    from text_recognizer.evaluation import evaluate_char, evaluate_lines, per_class_summary, save_line_predictions
+    from text_recognizer.metadata import EMNIST_CLASSES
+
+    chars = evaluate_char(Path(cnn_ckpt), Path(emnist_h5), batch_size=params.batch_size)
+    lines = evaluate_lines(
+        Path(line_ckpt), Path(lines_h5), batch_size=params.batch_size, num_samples=params.num_sample_lines
+    )
+    with atomic_path(plots_dir) as tmp:
+        tmp.mkdir()
+        confusion = [
+            {"actual": EMNIST_CLASSES[t], "predicted": EMNIST_CLASSES[p]}
+            for t, p in zip(chars.y_true.tolist(), chars.y_pred.tolist(), strict=True)
+        ]
+        write_json(tmp / "confusion.json", confusion)
+        save_line_predictions(lines.samples, tmp / "test_lines.png")
+    metrics = {
+        "cnn": {"test_acc": chars.accuracy, "per_class_acc": per_class_summary(chars.per_class_accuracy, EMNIST_CLASSES)},
+        "line_cnn": {"test_cer": lines.cer, "test_line_acc": lines.line_accuracy},
+    }
+    write_json(metrics_json, metrics)
+    print(metrics)
+
+
+if __name__ == "__main__":
+    run(main)

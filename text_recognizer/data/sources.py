@@ -1,0 +1,134 @@
+"""Where the raw inputs come from: the real archives, or the offline look-alikes.
+
+Both sources end in the same files (`data/raw/emnist/*.gz`, `data/raw/brown.zip`), so every
+stage downstream reads real and synthetic inputs through the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from text_recognizer.data.download import ChecksumError, extract_members, fetch, file_digest
+from text_recognizer.io import atomic_path
+from text_recognizer.metadata import EMNIST_MEMBERS
+
+log = logging.getLogger(__name__)
+
+EMNIST_HINT = """\
+No machine without internet access can reach NIST. Either
+  - pre-stage the archive: download gzip.zip (535 MB, md5 58c8d27c78d21e728a6bc7b3cc06412e) by any means and
+    put it at {cache}, or add its location as the first mirror:
+      dvc exp run -S 'download_emnist.mirrors=[file:///path/to/gzip.zip]'
+  - or run the whole pipeline on generated look-alike data: dvc exp run -S data.source=synthetic  (see README, "Offline")"""
+
+BROWN_HINT = """\
+Either put NLTK's brown.zip at {cache} or in an NLTK data folder (corpora/brown.zip under $NLTK_DATA or ~/nltk_data),
+or run offline on a generated corpus: dvc exp run -S data.source=synthetic  (see README, "Offline")"""
+
+
+def fetch_emnist(
+    out_dir: Path,
+    *,
+    mirrors: Sequence[str],
+    archive_md5: str,
+    sha256: Mapping[str, str],
+    cache_dir: Path,
+    timeout_s: float,
+    retries: int,
+) -> list[Path]:
+    """Download (or reuse) NIST's gzip.zip and keep only the verified ByClass members."""
+    missing = [m for m in EMNIST_MEMBERS if Path(m).name not in sha256]
+    if missing:
+        raise ValueError(f"download_emnist.sha256 lacks an entry for: {', '.join(Path(m).name for m in missing)}")
+    archive = cache_dir / "gzip.zip"
+    fetch(
+        mirrors,
+        archive,
+        md5=archive_md5,
+        timeout_s=timeout_s,
+        retries=retries,
+        hint=EMNIST_HINT.format(cache=archive),
+    )
+    members = {m: sha256[Path(m).name] for m in EMNIST_MEMBERS}
+    return _extract_atomically(archive, members, out_dir)
+
+
+def synthesize_emnist(out_dir: Path, *, train_per_class: int, test_per_class: int, seed: int) -> list[Path]:
+    """Write a generated archive in NIST's layout, then unpack it exactly as the real one."""
+    from text_recognizer.data.synthetic import write_emnist_archive
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "gzip.zip"
+        digests = write_emnist_archive(
+            archive, train_per_class=train_per_class, test_per_class=test_per_class, seed=seed
+        )
+        members = {m: digests["sha256"][Path(m).name] for m in EMNIST_MEMBERS}
+        return _extract_atomically(archive, members, out_dir)
+
+
+def _extract_atomically(archive: Path, members: Mapping[str, str | None], out_dir: Path) -> list[Path]:
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        paths = extract_members(archive, members, tmp)
+        names = [p.name for p in paths]
+    return [out_dir / name for name in names]
+
+
+def nltk_data_dirs() -> list[Path]:
+    """NLTK's own search path ($NLTK_DATA, ~/nltk_data, /usr/share/nltk_data, ...), without downloading."""
+    import nltk
+
+    return [Path(p) for p in nltk.data.path]
+
+
+def find_verified(candidates: Iterable[Path], sha256: str) -> Path | None:
+    """The first existing candidate whose sha256 matches; mismatching copies are reported and skipped."""
+    for path in candidates:
+        if path.is_file():
+            actual = file_digest(path, "sha256")
+            if actual == sha256:
+                return path
+            log.warning("ignoring %s: sha256 %s, expected %s", path, actual, sha256)
+    return None
+
+
+def fetch_brown(
+    out_path: Path,
+    *,
+    mirrors: Sequence[str],
+    sha256: str,
+    cache_dir: Path,
+    timeout_s: float,
+    retries: int,
+) -> Path:
+    """Use a verified brown.zip from an NLTK data folder if there is one, else download it."""
+    local = find_verified((d / "corpora" / "brown.zip" for d in nltk_data_dirs()), sha256)
+    if local is not None:
+        log.info("using %s (sha256 verified), no download", local)
+        source = local
+    else:
+        source = cache_dir / "brown.zip"
+        fetch(mirrors, source, sha256=sha256, timeout_s=timeout_s, retries=retries, hint=BROWN_HINT.format(cache=source))
+    with atomic_path(out_path, suffix=".zip") as tmp:
+        shutil.copyfile(source, tmp)
+        if file_digest(tmp, "sha256") != sha256:
+            raise ChecksumError(f"{out_path}: copy of {source} does not match sha256 {sha256}")
+    return out_path
+
+
+def synthesize_brown(out_path: Path, *, seed: int) -> Path:
+    from text_recognizer.data.synthetic import write_brown_corpus
+
+    with atomic_path(out_path, suffix=".zip") as tmp:
+        write_brown_corpus(tmp, seed=seed)
+    return out_path
+
+
+def default_cache_dir() -> Path:
+    """Downloads are kept outside DVC's outputs so that a partial download survives for resuming."""
+    return Path(os.environ.get("TEXT_RECOGNIZER_DOWNLOADS", "data/downloads"))
