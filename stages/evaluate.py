@@ -33,7 +33,10 @@ def main(argv: list[str]) -> None:
         write_json(tmp / "confusion.json", confusion)
         save_line_predictions(lines.samples, tmp / "test_lines.png")
     metrics = {
-        "cnn": {"test_acc": chars.accuracy, "per_class_acc": per_class_summary(chars.per_class_accuracy, EMNIST_CLASSES)},
+        "cnn": {
+            "test_acc": chars.accuracy,
+            "per_class_acc": per_class_summary(chars.per_class_accuracy, EMNIST_CLASSES),
+        },
         "line_cnn": {"test_cer": lines.cer, "test_line_acc": lines.line_accuracy},
     }
     write_json(metrics_json, metrics)

@@ -23,7 +23,9 @@ def main(argv: list[str]) -> None:
     from text_recognizer.training import train_char_model  # heavy import only after the params passed
 
     with atomic_path(metrics_dir) as log_dir:  # the curves appear only if training finishes
-        metrics = train_char_model(Path(emnist_h5), model, run_params, checkpoint_path=Path(checkpoint), log_dir=log_dir)
+        metrics = train_char_model(
+            Path(emnist_h5), model, run_params, checkpoint_path=Path(checkpoint), log_dir=log_dir
+        )
     print({k: round(v, 4) for k, v in metrics.items()})
 
 

@@ -55,14 +55,18 @@ class PipelineRepo:
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=self.path, env=self.env, check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["git", *args], cwd=self.path, env=self.env, check=True, capture_output=True, text=True
+        ).stdout
 
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "dvc", *args], cwd=self.path, env=self.env, capture_output=True, text=True
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"dvc {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"dvc {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
 

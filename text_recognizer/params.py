@@ -48,18 +48,14 @@ def _check_type(key: str, value: Any, expected: Any) -> Any:
         return {str(k): _check_type(f"{key}.{k}", v, value_type) for k, v in value.items()}
     if expected is Any:
         return value
-    if expected is bool:
-        if isinstance(value, bool):
-            return value
-    elif expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif expected is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif expected is str:
-        if isinstance(value, str):
-            return value
+    accepted = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+    }
+    if expected in accepted and accepted[expected](value):
+        return float(value) if expected is float else value
     raise ParamError(f"{key} must be {getattr(expected, '__name__', expected)}, got {value!r}")
 
 
@@ -126,7 +122,9 @@ class DataParams:
 
     def validate(self) -> Problems:
         p: Problems = []
-        _require(p, self.source in ("nist", "synthetic"), "source", f"must be 'nist' or 'synthetic', got {self.source!r}")
+        _require(
+            p, self.source in ("nist", "synthetic"), "source", f"must be 'nist' or 'synthetic', got {self.source!r}"
+        )
         _require(p, self.synthetic_train_per_class >= 1, "synthetic_train_per_class", "must be >= 1")
         _require(p, self.synthetic_test_per_class >= 1, "synthetic_test_per_class", "must be >= 1")
         return p
@@ -188,7 +186,7 @@ class EmnistLinesParams:
     def validate(self) -> Problems:
         p: Problems = []
         _require(p, self.max_length >= 1, "max_length", f"must be >= 1, got {self.max_length}")
-        _require(p, 0.0 <= self.min_overlap, "min_overlap", f"must be >= 0, got {self.min_overlap}")
+        _require(p, self.min_overlap >= 0.0, "min_overlap", f"must be >= 0, got {self.min_overlap}")
         _require(p, self.max_overlap < 1.0, "max_overlap", f"must be < 1, got {self.max_overlap}")
         _require(
             p,
@@ -229,8 +227,12 @@ class LineModelParams:
     def validate(self) -> Problems:
         p: Problems = []
         _require(p, self.width >= 1, "width", f"must be >= 1, got {self.width}")
-        _require(p, self.window_width >= 2 and self.window_width % 2 == 0, "window_width", "must be an even number >= 2")
-        _require(p, self.window_stride >= 2 and self.window_stride % 2 == 0, "window_stride", "must be an even number >= 2")
+        _require(
+            p, self.window_width >= 2 and self.window_width % 2 == 0, "window_width", "must be an even number >= 2"
+        )
+        _require(
+            p, self.window_stride >= 2 and self.window_stride % 2 == 0, "window_stride", "must be an even number >= 2"
+        )
         _require(p, self.fc_dim >= 1, "fc_dim", f"must be >= 1, got {self.fc_dim}")
         _require(p, 0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         return p
@@ -264,11 +266,26 @@ class TrainParams:
         _require(p, self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(p, self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         _require(p, self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _require(p, self.schedule in ("onecycle", "constant"), "schedule", f"must be 'onecycle' or 'constant', got {self.schedule!r}")
+        _require(
+            p,
+            self.schedule in ("onecycle", "constant"),
+            "schedule",
+            f"must be 'onecycle' or 'constant', got {self.schedule!r}",
+        )
         _require(p, self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
-        _require(p, self.accelerator in ACCELERATORS, "accelerator", f"must be one of {ACCELERATORS}, got {self.accelerator!r}")
+        _require(
+            p,
+            self.accelerator in ACCELERATORS,
+            "accelerator",
+            f"must be one of {ACCELERATORS}, got {self.accelerator!r}",
+        )
         _require(p, self.devices >= 1, "devices", f"must be >= 1, got {self.devices}")
-        _require(p, self.strategy in ("auto", "ddp", "ddp_spawn"), "strategy", f"must be 'auto', 'ddp' or 'ddp_spawn', got {self.strategy!r}")
+        _require(
+            p,
+            self.strategy in ("auto", "ddp", "ddp_spawn"),
+            "strategy",
+            f"must be 'auto', 'ddp' or 'ddp_spawn', got {self.strategy!r}",
+        )
         _require(p, 0.0 < self.limit_train_batches <= 1.0, "limit_train_batches", "must be in (0, 1]")
         return p
 

@@ -24,7 +24,8 @@ No machine without internet access can reach NIST. Either
   - pre-stage the archive: download gzip.zip (535 MB, md5 58c8d27c78d21e728a6bc7b3cc06412e) by any means and
     put it at {cache}, or add its location as the first mirror:
       dvc exp run -S 'download_emnist.mirrors=[file:///path/to/gzip.zip]'
-  - or run the whole pipeline on generated look-alike data: dvc exp run -S data.source=synthetic  (see README, "Offline")"""
+  - or run the whole pipeline on generated look-alike data (see README, "Offline"):
+      dvc exp run -S data.source=synthetic"""
 
 BROWN_HINT = """\
 Either put NLTK's brown.zip at {cache} or in an NLTK data folder (corpora/brown.zip under $NLTK_DATA or ~/nltk_data),
@@ -113,7 +114,9 @@ def fetch_brown(
         source = local
     else:
         source = cache_dir / "brown.zip"
-        fetch(mirrors, source, sha256=sha256, timeout_s=timeout_s, retries=retries, hint=BROWN_HINT.format(cache=source))
+        fetch(
+            mirrors, source, sha256=sha256, timeout_s=timeout_s, retries=retries, hint=BROWN_HINT.format(cache=source)
+        )
     with atomic_path(out_path, suffix=".zip") as tmp:
         shutil.copyfile(source, tmp)
         if file_digest(tmp, "sha256") != sha256:
