@@ -1,0 +1,188 @@
+"""The offline source: glyphs, the EMNIST look-alike archive and the Brown look-alike corpus."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import zipfile
+from pathlib import Path
+
+import nltk
+import numpy as np
+import pytest
+
+from text_recognizer.data.idx import IMAGES_MAGIC, LABELS_MAGIC, emnist_to_upright, read_idx, upright_to_emnist
+from text_recognizer.data.synthetic import (
+    brown_fileids,
+    render_glyphs,
+    write_brown_corpus,
+    write_emnist_archive,
+)
+from text_recognizer.metadata import EMNIST_CLASSES, EMNIST_MEMBERS, NUM_EMNIST_CLASSES
+
+TRAIN_PER_CLASS, TEST_PER_CLASS = 3, 2
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("synthetic") / "gzip.zip"
+    digests = write_emnist_archive(path, train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=7)
+    return path, digests
+
+
+def _members(path: Path, out_dir: Path) -> dict[str, np.ndarray]:
+    """{basename: array} of the archive's members, read with the project's IDX reader."""
+    arrays = {}
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            target = out_dir / Path(name).name
+            target.write_bytes(zf.read(name))
+            arrays[target.name] = read_idx(target)
+    return arrays
+
+
+def test_archive_has_exactly_the_official_members_stored(archive) -> None:
+    path, _ = archive
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        assert [i.filename for i in infos] == list(EMNIST_MEMBERS)
+        for info in infos:
+            assert info.compress_type == zipfile.ZIP_STORED
+            assert zf.read(info)[:2] == b"\x1f\x8b"  # each member is itself gzip'd
+
+
+def test_members_read_back_with_right_magic_shapes_and_counts(archive, tmp_path: Path) -> None:
+    path, digests = archive
+    arrays = _members(path, tmp_path)
+    names = [Path(m).name for m in EMNIST_MEMBERS]
+    for name, expected_magic in zip(names, (IMAGES_MAGIC, LABELS_MAGIC, IMAGES_MAGIC, LABELS_MAGIC), strict=True):
+        header = gzip.decompress((tmp_path / name).read_bytes())[:4]
+        assert int.from_bytes(header, "big") == expected_magic
+        assert digests["sha256"][name] == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+    for images_name, labels_name, per_class in (
+        (names[0], names[1], TRAIN_PER_CLASS),
+        (names[2], names[3], TEST_PER_CLASS),
+    ):
+        images, labels = arrays[images_name], arrays[labels_name]
+        n = per_class * NUM_EMNIST_CLASSES
+        assert images.shape == (n, 28, 28) and images.dtype == np.uint8
+        assert labels.shape == (n,) and labels.dtype == np.uint8
+        np.testing.assert_array_equal(np.bincount(labels, minlength=NUM_EMNIST_CLASSES), per_class)
+        assert not np.all(np.diff(labels.astype(int)) >= 0)  # shuffled, not sorted by class
+    assert digests["md5"] == hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_images_are_stored_transposed(archive, tmp_path: Path) -> None:
+    arrays = _members(archive[0], tmp_path)
+    names = [Path(m).name for m in EMNIST_MEMBERS]
+    stored, labels = arrays[names[0]], arrays[names[1]]
+    # The archive holds exactly render_glyphs' upright output, transposed (same draws, same order).
+    rng = np.random.default_rng(7)
+    expected_labels = rng.permutation(np.repeat(np.arange(NUM_EMNIST_CLASSES, dtype=np.uint8), TRAIN_PER_CLASS))
+    np.testing.assert_array_equal(labels, expected_labels)
+    np.testing.assert_array_equal(stored, upright_to_emnist(render_glyphs(expected_labels, rng)))
+    # And, without knowing how it was made: a tall narrow glyph ('1', 'l', 'I') is wide as stored ...
+    tall = np.isin(labels, [EMNIST_CLASSES.index(c) for c in "1lI"])
+    ink = stored[tall] > 64
+    assert ink.any(axis=1).sum(axis=1).mean() > 1.8 * ink.any(axis=2).sum(axis=1).mean()
+    # ... and tall once made upright.
+    ink = emnist_to_upright(stored[tall]) > 64
+    assert ink.any(axis=2).sum(axis=1).mean() > 1.8 * ink.any(axis=1).sum(axis=1).mean()
+
+
+def test_archive_bytes_are_deterministic_per_seed(archive, tmp_path: Path) -> None:
+    path, digests = archive
+    again = write_emnist_archive(
+        tmp_path / "same.zip", train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=7
+    )
+    assert (tmp_path / "same.zip").read_bytes() == path.read_bytes()
+    assert again == digests
+    other = write_emnist_archive(
+        tmp_path / "other.zip", train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=8
+    )
+    assert other["md5"] != digests["md5"]
+    assert set(other["sha256"].values()).isdisjoint(digests["sha256"].values())
+
+
+def test_render_glyphs_shape_ink_and_variety() -> None:
+    labels = np.repeat(np.arange(NUM_EMNIST_CLASSES), 2)
+    images = render_glyphs(labels, np.random.default_rng(0))
+    assert images.shape == (2 * NUM_EMNIST_CLASSES, 28, 28) and images.dtype == np.uint8
+    assert np.all(images.reshape(len(images), -1).max(axis=1) >= 200)  # every glyph has strong ink
+    ink_fraction = (images > 64).mean(axis=(1, 2))
+    assert np.all(ink_fraction > 0.02) and np.all(ink_fraction < 0.6)  # a glyph, not a blob or a speck
+    # white on black, fitted inside the frame: the border rows/columns are (nearly) empty
+    assert images[:, [0, -1], :].mean() < 5 and images[:, :, [0, -1]].mean() < 5
+    # two samples of the same class differ
+    assert all(not np.array_equal(images[2 * c], images[2 * c + 1]) for c in range(NUM_EMNIST_CLASSES))
+    np.testing.assert_array_equal(images, render_glyphs(labels, np.random.default_rng(0)))
+    assert not np.array_equal(images, render_glyphs(labels, np.random.default_rng(1)))
+
+
+def test_render_glyphs_rejects_bad_labels() -> None:
+    assert render_glyphs(np.zeros(0, dtype=np.int64), np.random.default_rng(0)).shape == (0, 28, 28)
+    with pytest.raises(ValueError, match=r"0\.\.61"):
+        render_glyphs(np.array([0, 62]), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="1-D"):
+        render_glyphs(np.zeros((2, 2), dtype=np.int64), np.random.default_rng(0))
+
+
+def test_glyphs_are_learnable_but_not_trivial() -> None:
+    """Nearest centroid on raw pixels, 10 classes: far above chance (10%), yet not perfect."""
+    rng = np.random.default_rng(0)
+    classes = np.arange(10)
+    train_labels, test_labels = np.repeat(classes, 30), np.repeat(classes, 20)
+    train = render_glyphs(train_labels, rng).reshape(len(train_labels), -1) / 255.0
+    test = render_glyphs(test_labels, rng).reshape(len(test_labels), -1) / 255.0
+    centroids = np.stack([train[train_labels == c].mean(axis=0) for c in classes])
+    distances = ((test[:, None, :] - centroids[None]) ** 2).sum(axis=-1)
+    accuracy = float((distances.argmin(axis=1) == test_labels).mean())
+    assert 0.5 < accuracy < 0.98, accuracy
+
+
+def test_brown_corpus_reads_with_nltk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "brown.zip"
+    digest = write_brown_corpus(path, seed=0, num_files=15, sentences_per_file=40)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    # Recent NLTK only opens files under its data path: allow this folder, as a user's nltk_data would be.
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path), *nltk.data.path])
+    reader = nltk.corpus.reader.CategorizedTaggedCorpusReader(
+        nltk.data.ZipFilePathPointer(str(path), "brown/"),
+        r"c[a-z]\d\d",
+        cat_file="cats.txt",
+        tagset="brown",
+        encoding="ascii",
+    )
+    fileids = reader.fileids()
+    assert fileids == [f for f, _ in brown_fileids(15)] and len(fileids) == 15
+    assert fileids[:2] == ["ca01", "ca02"]
+    assert len({f[1] for f in fileids}) >= 3  # several category letters
+    assert "news" in reader.categories() and len(reader.categories()) >= 3
+    assert reader.fileids(categories="news")[0] == "ca01"
+    sents = reader.sents()
+    assert len(sents) == 15 * 40
+    assert all(len(s) >= 3 and s[-1] in {".", "?"} for s in sents)
+    words = reader.words()
+    assert len(set(words)) > 200  # a real vocabulary, not a handful of words
+    assert any(w[0].isupper() for w in words) and any(w.isdigit() for w in words) and "," in words
+    assert all(re.fullmatch(r"[A-Za-z0-9]+|[.,;?]", w) for w in words)
+    tagged = reader.tagged_sents()[0]
+    assert all(tag and tag == tag.upper() for _, tag in tagged)  # tags read as Brown tags
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        assert {"brown/cats.txt", "brown/README", "brown/CONTENTS", "brown/ca01"} <= names
+        text = zf.read("brown/ca01").decode("ascii")
+        assert zf.read("brown/cats.txt").decode().startswith("ca01 news\n")
+    assert text.startswith("\n\n\t") and re.search(r" \./\.\n", text)
+    assert re.fullmatch(r"(\n\n\t(\S+/\S+)( \S+/\S+)*\n)+", text)
+
+
+def test_brown_corpus_is_deterministic_per_seed(tmp_path: Path) -> None:
+    a = write_brown_corpus(tmp_path / "a.zip", seed=1)
+    b = write_brown_corpus(tmp_path / "b.zip", seed=1)
+    c = write_brown_corpus(tmp_path / "c.zip", seed=2)
+    assert a == b and (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
+    assert a != c
+    with pytest.raises(ValueError, match="num_files"):
+        write_brown_corpus(tmp_path / "d.zip", seed=0, num_files=0)

@@ -1,0 +1,457 @@
+"""The offline data source: font-rendered glyphs in EMNIST's exact file layout.
+
+When NIST's archive cannot be downloaded (no network, CI, quick experiments) the pipeline can
+run on this source instead (`data.source: synthetic`). Everything downstream of the download
+stage reads the same files either way, so the archive written here copies the official one
+member for member: the same names, gzip'd IDX, glyphs stored transposed, labels 0..61.
+
+Glyphs are drawn from the fonts bundled with matplotlib (always installed, so no download) and
+jittered (font, stroke, rotation, shear, aspect, size, position, blur, contrast) so that a
+classifier has something to learn but cannot trivially reach 100%. They are then fitted like
+NIST's preprocessing: the bounding box scaled to fit a ~20x20 square keeping its aspect,
+centred in the 28x28 frame.
+
+Byte-level determinism holds for a given seed and a given matplotlib/Pillow/FreeType install;
+a different font rasteriser may change pixels (and so the archive checksums).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.ft2font import FT2Font
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from text_recognizer.data.idx import gzip_bytes, idx_bytes, upright_to_emnist
+from text_recognizer.metadata import EMNIST_CLASSES, EMNIST_MEMBERS, GLYPH_SIZE, NUM_EMNIST_CLASSES
+
+# Fonts shipped in matplotlib's mpl-data whose ASCII code points really hold Latin letters
+# and digits (the STIX size variants, cmmi/cmsy/cmex and LastResort map them to symbols or boxes).
+FONT_FILES: tuple[str, ...] = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSansMono-BoldOblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmr10.ttf",
+    "cmss10.ttf",
+    "cmtt10.ttf",
+    "cmb10.ttf",
+    "cmti10.ttf",
+)
+
+_HIRES_SIZE = 64  # font size of the cached master glyphs (cap height ~46 px)
+_STROKES = (0, 1, 3)  # extra stroke widths (px, at _HIRES_SIZE) to vary ink thickness
+_PREBLUR = 1.2  # Gaussian radius on the master: anti-aliasing before the ~2.5x shrink
+_MARGIN = 6  # empty border kept around each master so the blur and bilinear sampling fade to 0
+_FIT_RANGE = (18.0, 22.0)  # longest side of the fitted glyph, in pixels of the 28x28 frame
+
+
+def _font_dir() -> Path:
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+@functools.lru_cache(maxsize=1)
+def _fonts_per_class() -> tuple[tuple[int, ...], ...]:
+    """For each class, the indices into FONT_FILES of the fonts that contain its glyph."""
+    per_class: list[list[int]] = [[] for _ in EMNIST_CLASSES]
+    for font_index, name in enumerate(FONT_FILES):
+        path = _font_dir() / name
+        if not path.exists():
+            continue
+        charmap = FT2Font(str(path)).get_charmap()
+        for label, char in enumerate(EMNIST_CLASSES):
+            if ord(char) in charmap:
+                per_class[label].append(font_index)
+    empty = [EMNIST_CLASSES[i] for i, fonts in enumerate(per_class) if not fonts]
+    if empty:
+        raise RuntimeError(f"no bundled matplotlib font in {_font_dir()} has the glyph(s) {''.join(empty)!r}")
+    return tuple(tuple(fonts) for fonts in per_class)
+
+
+@functools.cache
+def _font(font_index: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(_font_dir() / FONT_FILES[font_index]), _HIRES_SIZE)
+
+
+@functools.cache
+def _master(font_index: int, label: int, stroke: int) -> tuple[Image.Image, float, float]:
+    """High-resolution glyph, blurred, cropped to its ink with a margin; returns (image, cx, cy).
+
+    Rendered once per (font, class, stroke) and reused, so each sample costs only one small
+    affine transform. (cx, cy) is the centre of the ink bounding box in the image.
+    """
+    font = _font(font_index)
+    char = EMNIST_CLASSES[label]
+    canvas = Image.new("L", (3 * _HIRES_SIZE, 3 * _HIRES_SIZE), 0)
+    ImageDraw.Draw(canvas).text(
+        (_HIRES_SIZE // 2, _HIRES_SIZE // 2), char, fill=255, font=font, stroke_width=stroke, stroke_fill=255
+    )
+    bbox = canvas.getbbox()
+    if bbox is None:
+        raise RuntimeError(f"font {FONT_FILES[font_index]} renders {char!r} without ink")
+    left, top, right, bottom = bbox
+    crop = canvas.crop((left - _MARGIN, top - _MARGIN, right + _MARGIN, bottom + _MARGIN))
+    crop = crop.filter(ImageFilter.GaussianBlur(_PREBLUR))
+    return crop, _MARGIN + (right - left) / 2.0, _MARGIN + (bottom - top) / 2.0
+
+
+def render_glyphs(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Render one jittered glyph per label (0..61): (N, 28, 28) uint8, upright, white on black.
+
+    All random draws happen up front as arrays, in a fixed order, so the result depends only
+    on the labels and the generator's state (not on what the master-glyph cache holds).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+    n = labels.shape[0]
+    if n and (labels.min() < 0 or labels.max() >= NUM_EMNIST_CLASSES):
+        raise ValueError(f"labels must be in 0..{NUM_EMNIST_CLASSES - 1}, got {labels.min()}..{labels.max()}")
+    if n == 0:
+        return np.zeros((0, GLYPH_SIZE, GLYPH_SIZE), dtype=np.uint8)
+    labels = labels.astype(np.int64)
+    fonts_per_class = _fonts_per_class()
+
+    font_u = rng.random(n)
+    stroke_i = rng.integers(0, len(_STROKES), n)
+    angle = np.deg2rad(rng.normal(0.0, 5.0, n).clip(-12.0, 12.0))
+    shear = rng.normal(0.0, 0.12, n).clip(-0.3, 0.3)
+    aspect = np.exp(rng.normal(0.0, 0.12, n))
+    fit = rng.uniform(*_FIT_RANGE, n)
+    shift = rng.uniform(-1.5, 1.5, (n, 2))
+    blur = rng.uniform(0.0, 1.0, n)
+    gain = rng.uniform(1.0, 1.5, n)
+
+    # Look up the cached masters, then build every affine map at once (numpy, no Python maths
+    # per glyph): the loop below only runs one small PIL transform per sample.
+    masters: list[Image.Image] = []
+    geometry = np.empty((n, 4))  # ink width, ink height, ink centre x, ink centre y (master pixels)
+    for i in range(n):
+        fonts = fonts_per_class[labels[i]]
+        font_index = fonts[min(int(font_u[i] * len(fonts)), len(fonts) - 1)]
+        master, cx, cy = _master(font_index, int(labels[i]), _STROKES[stroke_i[i]])
+        masters.append(master)
+        geometry[i] = (master.size[0] - 2 * _MARGIN, master.size[1] - 2 * _MARGIN, cx, cy)
+
+    # Forward map (master coordinates around the ink centre -> frame) = rotate . shear . aspect
+    cos, sin = np.cos(angle), np.sin(angle)
+    m = np.empty((n, 2, 2))
+    m[:, 0, 0] = cos * aspect
+    m[:, 0, 1] = cos * shear - sin
+    m[:, 1, 0] = sin * aspect
+    m[:, 1, 1] = sin * shear + cos
+    half_w, half_h = geometry[:, 0] / 2.0, geometry[:, 1] / 2.0
+    corners = np.stack([np.stack([sx * half_w, sy * half_h]) for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))], -1)
+    mapped = np.einsum("nij,jnk->nik", m, corners)  # (n, 2, 4)
+    extent = np.ptp(mapped, axis=2).max(axis=1)
+    m *= (fit / np.maximum(extent, 1e-6))[:, None, None]
+    inv = np.linalg.inv(m)  # frame -> master, as PIL's AFFINE wants it
+    tx = GLYPH_SIZE / 2.0 + shift[:, 0]
+    ty = GLYPH_SIZE / 2.0 + shift[:, 1]
+    a, b, d, e = inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 0], inv[:, 1, 1]
+    coeffs = np.stack([a, b, geometry[:, 2] - a * tx - b * ty, d, e, geometry[:, 3] - d * tx - e * ty], 1).tolist()
+
+    size = (GLYPH_SIZE, GLYPH_SIZE)
+    affine, bilinear = Image.Transform.AFFINE, Image.Resampling.BILINEAR
+    raw = b"".join(
+        master.transform(size, affine, c, resample=bilinear).tobytes()
+        for master, c in zip(masters, coeffs, strict=True)
+    )
+    out = np.frombuffer(raw, dtype=np.uint8).reshape(n, GLYPH_SIZE, GLYPH_SIZE).astype(np.float32)
+
+    # Vectorised finish: normalise the peak to 255, mild blur, then a contrast gain that
+    # saturates the anti-aliased edges and so thickens strokes a little.
+    peak = out.reshape(n, -1).max(axis=1)
+    out *= (255.0 / np.maximum(peak, 1.0))[:, None, None]
+    padded = np.pad(out, ((0, 0), (1, 1), (1, 1)))
+    smooth = (
+        4 * padded[:, 1:-1, 1:-1]
+        + 2 * (padded[:, :-2, 1:-1] + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2] + padded[:, 1:-1, 2:])
+        + padded[:, :-2, :-2]
+        + padded[:, :-2, 2:]
+        + padded[:, 2:, :-2]
+        + padded[:, 2:, 2:]
+    ) / 16.0
+    out = (1.0 - blur)[:, None, None] * out + blur[:, None, None] * smooth
+    out *= gain[:, None, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+# --- the EMNIST archive ------------------------------------------------------------------------
+
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member dates, so the archive's bytes depend on its content only
+
+
+def _zip_info(name: str, compress_type: int) -> zipfile.ZipInfo:
+    """A member header with fixed date, system and permissions (nothing from the writing machine)."""
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = compress_type
+    info.create_system = 3  # Unix
+    if name.endswith("/"):
+        info.external_attr = (0o40755 << 16) | 0x10  # directory
+    else:
+        info.external_attr = 0o100644 << 16
+    return info
+
+
+def _shuffled_labels(per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """per_class samples of each of the 62 classes, in shuffled order (as NIST's files are)."""
+    return rng.permutation(np.repeat(np.arange(NUM_EMNIST_CLASSES, dtype=np.uint8), per_class))
+
+
+def emnist_members(*, train_per_class: int, test_per_class: int, seed: int) -> dict[str, bytes]:
+    """{member name: gzip'd IDX bytes} for the four ByClass members, images stored transposed."""
+    if train_per_class < 1 or test_per_class < 1:
+        raise ValueError(f"per-class counts must be >= 1, got train {train_per_class}, test {test_per_class}")
+    rng = np.random.default_rng(seed)
+    members: dict[str, bytes] = {}
+    train_images, train_labels, test_images, test_labels = EMNIST_MEMBERS
+    for (images_name, labels_name), per_class in (
+        ((train_images, train_labels), train_per_class),
+        ((test_images, test_labels), test_per_class),
+    ):
+        labels = _shuffled_labels(per_class, rng)
+        images = render_glyphs(labels, rng)
+        members[images_name] = gzip_bytes(idx_bytes(upright_to_emnist(images)))
+        members[labels_name] = gzip_bytes(idx_bytes(labels))
+    return members
+
+
+def write_emnist_archive(
+    path: str | os.PathLike[str], *, train_per_class: int, test_per_class: int, seed: int
+) -> dict[str, Any]:
+    """Write a zip laid out like NIST's gzip.zip (ByClass members only); return its checksums.
+
+    Members are stored uncompressed (they are gzip'd already, as in the official archive).
+    Returns {"md5": md5 of the archive, "sha256": {member basename: sha256 of the member}},
+    the same shape of digests that params.yaml pins for the real download.
+    """
+    members = emnist_members(train_per_class=train_per_class, test_per_class=test_per_class, seed=seed)
+    path = Path(path)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in EMNIST_MEMBERS:
+            archive.writestr(_zip_info(name, zipfile.ZIP_STORED), members[name])
+    return {
+        "md5": hashlib.md5(path.read_bytes()).hexdigest(),
+        "sha256": {Path(name).name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
+    }
+
+
+# --- the Brown corpus look-alike -----------------------------------------------------------------
+
+# Brown's category codes (the letter after 'c' in a file name) and names, as in its cats.txt.
+BROWN_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("a", "news"),
+    ("b", "editorial"),
+    ("c", "reviews"),
+    ("d", "religion"),
+    ("e", "hobbies"),
+    ("f", "lore"),
+    ("g", "belles_lettres"),
+    ("h", "government"),
+    ("j", "learned"),
+    ("k", "fiction"),
+    ("l", "mystery"),
+    ("m", "science_fiction"),
+    ("n", "adventure"),
+    ("p", "romance"),
+    ("r", "humor"),
+)
+
+
+# A small tagged vocabulary (Brown tags). Words are plain ASCII letters and digits, the
+# characters the line images can show.
+def _split(words: str) -> tuple[str, ...]:
+    return tuple(words.split())
+
+
+_WORDS: dict[str, tuple[str, ...]] = {
+    "at": ("the", "a", "an", "every", "no"),
+    "ap": ("many", "few", "several", "other", "last", "next"),
+    "dti": ("some", "any"),
+    "nn": _split(
+        "man woman child house city county state year day week time work water money land road river school "
+        "church office law court jury election plan program report market price company family friend door "
+        "window room table car train letter book paper story music song game team party group member "
+        "question answer problem reason result power force light fire wind rain morning evening night "
+        "country nation government policy history art science language voice face hand eye heart mind "
+        "idea truth problem garden field farm hill island ship boat bridge street corner village"
+    ),
+    "nns": _split(
+        "men women children houses cities years days weeks things people workers students teachers "
+        "officials members voters farmers leaders friends letters books papers songs games ideas plans "
+        "questions answers problems reasons results schools roads rivers hands eyes"
+    ),
+    "np": _split(
+        "John Mary Robert Helen James Ruth William Anne George Alice Thomas Martha Charles Susan Henry Laura "
+        "Atlanta Texas Boston Chicago Georgia Ohio London Paris Washington Dallas Europe America"
+    ),
+    "np-surname": _split("Fulton Kennedy Lincoln Smith Brown Miller Davis Wilson Taylor Clark Baker Hughes"),
+    "vbd": _split(
+        "said made took gave found told asked saw came went left kept brought thought felt wrote called "
+        "opened moved played worked helped turned started wanted needed used showed seemed carried held"
+    ),
+    "vbz": _split(
+        "says makes takes gives finds tells asks sees comes goes keeps brings thinks feels writes calls "
+        "opens moves plays works helps turns starts wants needs uses shows seems carries holds"
+    ),
+    "vb": _split(
+        "make take give find tell ask see come go keep bring think feel write call open move play work "
+        "help turn start want need use show hold carry build"
+    ),
+    "md": ("will", "would", "can", "could", "should", "may", "might", "must"),
+    "jj": _split(
+        "new old good great small large long young early late local public political social national "
+        "recent important possible free strong clear full hard real simple special whole white dark "
+        "open quiet happy busy short high low warm cold fine true human private"
+    ),
+    "rb": ("also", "never", "often", "still", "always", "soon", "again", "just", "only", "quickly", "slowly"),
+    "in": ("of", "in", "on", "at", "for", "with", "from", "by", "into", "about", "after", "before", "under"),
+    "cc": ("and", "but", "or"),
+    "cs": ("that", "because", "when", "while", "if"),
+    "pps": ("he", "she", "it"),
+    "ppss": ("they", "we", "you"),
+    "ppo": ("him", "her", "it", "them", "us", "me"),
+    "cd": ("one", "two", "three", "four", "five", "ten", "12", "20", "1959", "1960", "1961", "100", "3"),
+}
+
+
+def _pick(rng: np.random.Generator, tag: str) -> tuple[str, str]:
+    words = _WORDS[tag]
+    return words[int(rng.integers(len(words)))], tag.split("-")[0]
+
+
+def _noun_phrase(rng: np.random.Generator, subject: bool) -> list[tuple[str, str]]:
+    roll = rng.random()
+    if roll < 0.2:
+        return [_pick(rng, "np")] if rng.random() < 0.6 else [_pick(rng, "np"), _pick(rng, "np-surname")]
+    if roll < 0.3:
+        return [_pick(rng, ("pps" if rng.random() < 0.5 else "ppss") if subject else "ppo")]
+    if roll < 0.4:
+        return [_pick(rng, "cd"), *([_pick(rng, "jj")] if rng.random() < 0.3 else []), _pick(rng, "nns")]
+    phrase = [_pick(rng, "at" if rng.random() < 0.8 else "dti")]
+    if rng.random() < 0.5:
+        phrase.append(_pick(rng, "jj"))
+    phrase.append(_pick(rng, "nn"))
+    if phrase[0][0] in ("a", "an"):  # article agrees with the next word's sound (roughly)
+        phrase[0] = ("an" if phrase[1][0][0] in "aeiou" else "a", "at")
+    return phrase
+
+
+def _clause(rng: np.random.Generator) -> list[tuple[str, str]]:
+    words = _noun_phrase(rng, subject=True)
+    if rng.random() < 0.25:
+        words += [_pick(rng, "md"), *([_pick(rng, "rb")] if rng.random() < 0.3 else []), _pick(rng, "vb")]
+    else:
+        words.append(_pick(rng, "vbd" if rng.random() < 0.7 else "vbz"))
+    words += _noun_phrase(rng, subject=False)
+    while rng.random() < 0.45:
+        words += [_pick(rng, "in"), *_noun_phrase(rng, subject=False)]
+    return words
+
+
+def _sentence(rng: np.random.Generator) -> list[tuple[str, str]]:
+    words = _clause(rng)
+    roll = rng.random()
+    if roll < 0.2:
+        words += [(",", ","), _pick(rng, "cc"), *_clause(rng)]
+    elif roll < 0.35:
+        words += [_pick(rng, "cs"), *_clause(rng)]
+    elif roll < 0.45:
+        words += [(";", "."), *_clause(rng)]
+    first, tag = words[0]
+    words[0] = (first[:1].upper() + first[1:], tag)
+    words.append(("?", ".") if rng.random() < 0.08 else (".", "."))
+    return words
+
+
+def _brown_text(rng: np.random.Generator, num_sentences: int) -> str:
+    """One file in Brown's format: each sentence on its own tab-indented line, blank lines between."""
+    lines = []
+    for _ in range(num_sentences):
+        tokens = " ".join(f"{word}/{tag}" for word, tag in _sentence(rng))
+        lines.append(f"\n\n\t{tokens}\n")
+    return "".join(lines)
+
+
+def brown_fileids(num_files: int) -> list[tuple[str, str]]:
+    """[(fileid, category)]: about three files per category, numbered within it (ca01, ca02, cb01, ...)."""
+    num_categories = min(len(BROWN_CATEGORIES), max(1, num_files // 3))
+    out = []
+    for i in range(num_files):
+        letter, name = BROWN_CATEGORIES[i % num_categories]
+        out.append((f"c{letter}{i // num_categories + 1:02d}", name))
+    return sorted(out)
+
+
+def write_brown_corpus(
+    path: str | os.PathLike[str], *, seed: int, num_files: int = 15, sentences_per_file: int = 40
+) -> str:
+    """Write a generated corpus laid out like NLTK's brown.zip; return the zip's sha256.
+
+    NLTK's CategorizedTaggedCorpusReader reads it as it reads the real corpus, so the sentence
+    stage cannot tell the two apart. Sentences come from a seeded grammar over a few hundred
+    common words; same seed, same bytes.
+    """
+    if num_files < 1 or sentences_per_file < 1:
+        raise ValueError(f"num_files and sentences_per_file must be >= 1, got {num_files}, {sentences_per_file}")
+    if num_files > 99 * len(BROWN_CATEGORIES):
+        raise ValueError(f"num_files must be <= {99 * len(BROWN_CATEGORIES)}, got {num_files}")
+    rng = np.random.default_rng(seed)
+    files = brown_fileids(num_files)
+    texts = {fileid: _brown_text(rng, sentences_per_file) for fileid, _ in files}
+    cats = "".join(f"{fileid} {category}\n" for fileid, category in files)
+    contents = "".join(f"{fileid}\t{category}\t{texts[fileid].count(chr(9))} sentences\n" for fileid, category in files)
+    readme = (
+        "Synthetic look-alike of the Brown Corpus (NLTK's brown.zip layout), generated by\n"
+        f"text_recognizer.data.synthetic.write_brown_corpus(seed={seed}). It is not the Brown Corpus:\n"
+        "sentences come from a small grammar over a built-in vocabulary, tagged with Brown's tags,\n"
+        "so that the pipeline can run without network access.\n"
+    )
+    path = Path(path)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(_zip_info("brown/", zipfile.ZIP_STORED), b"")
+        entries = [("CONTENTS", contents), ("README", readme), ("cats.txt", cats)] + [
+            (fileid, texts[fileid]) for fileid, _ in files
+        ]
+        for name, text in entries:
+            archive.writestr(_zip_info(f"brown/{name}", zipfile.ZIP_DEFLATED), text.encode("ascii"), compresslevel=9)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main(argv: list[str]) -> None:
+    """python -m text_recognizer.data.synthetic OUT_DIR: write gzip.zip and brown.zip for a look."""
+    if len(argv) != 1:
+        print("usage: python -m text_recognizer.data.synthetic OUT_DIR", file=sys.stderr)
+        raise SystemExit(2)
+    out_dir = Path(argv[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digests = write_emnist_archive(out_dir / "gzip.zip", train_per_class=300, test_per_class=50, seed=0)
+    print(f"{out_dir / 'gzip.zip'}  md5 {digests['md5']}")
+    for name, digest in digests["sha256"].items():
+        print(f"  {name}  sha256 {digest}")
+    print(f"{out_dir / 'brown.zip'}  sha256 {write_brown_corpus(out_dir / 'brown.zip', seed=0)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
