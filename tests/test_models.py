@@ -1,0 +1,229 @@
+"""Networks (shapes, downsampling rule, channels_last, bf16) and checkpoint round trips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from text_recognizer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS
+from text_recognizer.models.line_cnn import LineCNN, output_length
+from text_recognizer.models.resnet import ResNetClassifier, stage_sizes
+
+
+@pytest.mark.parametrize(
+    ("num_blocks", "sizes"),
+    [(1, [1]), (2, [1, 1]), (3, [1, 1, 1]), (4, [2, 1, 1]), (8, [3, 3, 2])],
+)
+def test_stage_sizes(num_blocks, sizes):
+    assert stage_sizes(num_blocks) == sizes
+
+
+@pytest.mark.parametrize("num_blocks", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("width", [8, 16])
+def test_resnet_output_shape_and_downsampling(num_blocks, width):
+    model = ResNetClassifier(num_blocks=num_blocks, width=width)
+    features = model.blocks(model.stem(torch.rand(3, 1, 28, 28)))
+    stages = len(stage_sizes(num_blocks))
+    side = {1: 28, 2: 14, 3: 7}[stages]
+    assert features.shape == (3, width * 2 ** (stages - 1), side, side)
+    assert len(model.blocks) == num_blocks
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 62)
+
+
+def test_resnet_rejects_zero_blocks():
+    with pytest.raises(ValueError, match="num_blocks"):
+        ResNetClassifier(num_blocks=0)
+
+
+def test_resnet_channels_last_and_bf16_match_fp32():
+    torch.manual_seed(0)
+    model = ResNetClassifier(num_blocks=2, width=8).eval()
+    x = torch.rand(4, 1, 28, 28)
+    expected = model(x)
+    model_cl = model.to(memory_format=torch.channels_last)
+    got = model_cl(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model_cl(x.to(memory_format=torch.channels_last))
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), expected, rtol=0.1, atol=0.1)
+
+
+@pytest.mark.parametrize("image_width", [28, 28 * 4, 28 * 8 + 6, 28 * 32, 57])
+@pytest.mark.parametrize(("window_width", "window_stride"), [(28, 8), (28, 28), (16, 2), (20, 6)])
+def test_line_cnn_output_length(image_width, window_width, window_stride):
+    model = LineCNN(width=8, fc_dim=8, window_width=window_width, window_stride=window_stride).eval()
+    out = model(torch.rand(2, 1, 28, image_width))
+    expected = (image_width - window_width) // window_stride + 1
+    assert out.shape == (2, len(LINE_TOKENS), expected)
+    assert model.output_length(image_width) == expected == output_length(image_width, window_width, window_stride)
+
+
+def test_line_cnn_default_is_32_chars_in_109_steps():
+    model = LineCNN(width=8, fc_dim=8).eval()
+    assert model(torch.rand(1, 1, 28, 28 * 32)).shape == (1, 65, 109)
+
+
+def test_line_cnn_windows_are_local():
+    """Changing pixels far right of window 0 (beyond its receptive field) leaves output 0 unchanged."""
+    torch.manual_seed(0)
+    model = LineCNN(width=8, fc_dim=8).eval()
+    x = torch.rand(1, 1, 28, 28 * 4)
+    y = x.clone()
+    y[..., 28 + 8 :] = torch.rand_like(y[..., 28 + 8 :])
+    out_x, out_y = model(x), model(y)
+    torch.testing.assert_close(out_x[..., 0], out_y[..., 0])
+    assert not torch.allclose(out_x[..., -1], out_y[..., -1])
+
+
+def test_line_cnn_validation():
+    with pytest.raises(ValueError, match="window_width"):
+        LineCNN(window_width=27)
+    with pytest.raises(ValueError, match="window_stride"):
+        LineCNN(window_stride=3)
+    model = LineCNN(width=8, fc_dim=8).eval()
+    with pytest.raises(ValueError, match="narrower than window_width"):
+        model(torch.rand(1, 1, 28, 20))
+    with pytest.raises(ValueError, match=r"\(B, 1, 28, W\)"):
+        model(torch.rand(1, 1, 32, 64))
+
+
+def test_line_cnn_channels_last_and_bf16():
+    model = LineCNN(width=8, fc_dim=8).eval().to(memory_format=torch.channels_last)
+    x = torch.rand(2, 1, 28, 28 * 4).to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.shape == (2, 65, 11)
+    assert torch.isfinite(out.float()).all()
+
+
+def test_checkpoint_round_trip_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    kwargs = {"num_blocks": 2, "width": 8, "dropout": 0.1}
+    model = ResNetClassifier(**kwargs)
+    model.train()
+    model(torch.rand(8, 1, 28, 28))  # move the BN running stats away from their defaults
+    model.eval()
+    path = tmp_path / "models" / "cnn.pt"
+    save_checkpoint(
+        path,
+        kind="char",
+        model_kwargs=kwargs,
+        state_dict=model.state_dict(),
+        mapping=list(EMNIST_CLASSES),
+        extra={"val_acc": 0.5},
+    )
+    loaded = load_checkpoint(path)
+    assert loaded.kind == "char"
+    assert loaded.mapping == list(EMNIST_CLASSES)
+    assert loaded.model_kwargs == kwargs
+    assert loaded.extra == {"val_acc": 0.5}
+    assert not loaded.model.training
+    x = torch.rand(5, 1, 28, 28)
+    torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
+    assert [p.name for p in path.parent.iterdir()] == ["cnn.pt"]  # no temporary left behind
+
+
+def test_checkpoint_strips_compile_prefix(tmp_path):
+    model = LineCNN(width=8, fc_dim=8).eval()
+    state = {f"_orig_mod.{k}": v for k, v in model.state_dict().items()}
+    save_checkpoint(
+        tmp_path / "line.pt", kind="line", model_kwargs={"width": 8, "fc_dim": 8}, state_dict=state, mapping=LINE_TOKENS
+    )
+    raw = torch.load(tmp_path / "line.pt", weights_only=True)
+    assert not any("_orig_mod" in k for k in raw["state_dict"])
+    loaded = load_checkpoint(tmp_path / "line.pt", expected_kind="line")
+    x = torch.rand(1, 1, 28, 112)
+    torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
+
+
+def _save_char(path):
+    save_checkpoint(
+        path,
+        kind="char",
+        model_kwargs={"num_blocks": 1, "width": 8},
+        state_dict=ResNetClassifier(num_blocks=1, width=8).state_dict(),
+        mapping=list(EMNIST_CLASSES),
+    )
+
+
+def test_checkpoint_wrong_kind_names_path_and_need(tmp_path):
+    path = tmp_path / "cnn.pt"
+    _save_char(path)
+    with pytest.raises(CheckpointError, match=r"cnn\.pt is a char checkpoint; predict needs a line checkpoint"):
+        load_checkpoint(path, expected_kind="line", needed_by="predict")
+
+
+def test_checkpoint_missing_garbage_and_foreign_files(tmp_path):
+    with pytest.raises(CheckpointError, match=r"nope\.pt not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a checkpoint at all")
+    with pytest.raises(CheckpointError, match=r"garbage\.pt is not a readable torch checkpoint"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match=r"foreign\.pt is not a text-recognizer checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_checkpoint_mismatched_weights(tmp_path):
+    path = tmp_path / "cnn.pt"
+    save_checkpoint(
+        path,
+        kind="char",
+        model_kwargs={"num_blocks": 2, "width": 8},  # weights below are of a 1-block model
+        state_dict=ResNetClassifier(num_blocks=1, width=8).state_dict(),
+        mapping=list(EMNIST_CLASSES),
+    )
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_rejects_non_json_extra(tmp_path):
+    with pytest.raises(TypeError, match="extra"):
+        save_checkpoint(
+            tmp_path / "x.pt",
+            kind="char",
+            model_kwargs={},
+            state_dict={},
+            mapping=list(EMNIST_CLASSES),
+            extra={"bad": object()},
+        )
+    assert not (tmp_path / "x.pt").exists()
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_channels_last_bf16_training_step_and_cpu_checkpoint(tmp_path):
+    from text_recognizer.lit_models.ctc import ctc_loss
+
+    model = ResNetClassifier(num_blocks=4, width=16).cuda().to(memory_format=torch.channels_last)
+    x = torch.rand(64, 1, 28, 28, device="cuda").to(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = torch.nn.functional.cross_entropy(model(x), torch.randint(0, 62, (64,), device="cuda"))
+    loss.backward()
+    assert torch.isfinite(loss)
+    save_checkpoint(
+        tmp_path / "c.pt",
+        kind="char",
+        model_kwargs={"num_blocks": 4, "width": 16},
+        state_dict=model.state_dict(),
+        mapping=EMNIST_CLASSES,
+    )
+    assert all(v.device.type == "cpu" for v in torch.load(tmp_path / "c.pt", weights_only=True)["state_dict"].values())
+    assert next(load_checkpoint(tmp_path / "c.pt").model.parameters()).device.type == "cpu"
+
+    line = LineCNN(width=16, fc_dim=32).cuda().to(memory_format=torch.channels_last)
+    lx = torch.rand(8, 1, 28, 28 * 32, device="cuda").to(memory_format=torch.channels_last)
+    targets = torch.randint(2, 65, (8, 32), device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits = line(lx)
+        closs = ctc_loss(logits, targets, torch.full((8,), 32, device="cuda"))
+    assert logits.dtype == torch.bfloat16 and logits.shape == (8, 65, 109)
+    assert closs.dtype == torch.float32 and torch.isfinite(closs)
+    closs.backward()

@@ -1,0 +1,168 @@
+"""Self-describing model checkpoints: weights plus everything needed to rebuild and use the model.
+
+A checkpoint is a plain dict saved with torch.save and read back with `weights_only=True`
+(no arbitrary unpickling):
+
+    {"format": "text-recognizer/1", "kind": "char" | "line", "model_kwargs": {...},
+     "mapping": [...], "state_dict": {...}, "extra": {...}}
+
+`kind` picks the network class (char -> ResNetClassifier, line -> LineCNN), `model_kwargs`
+its constructor arguments and `mapping` the meaning of each output class, so evaluate and
+predict need no params.yaml and cannot pair weights with the wrong architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from text_recognizer.io import atomic_path
+from text_recognizer.models.line_cnn import LineCNN
+from text_recognizer.models.resnet import ResNetClassifier
+
+FORMAT = "text-recognizer/1"
+Kind = Literal["char", "line"]
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"char": ResNetClassifier, "line": LineCNN}
+_COMPILE_PREFIX = re.compile(r"(^|\.)_orig_mod\.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, of another format or of the wrong kind."""
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A rebuilt network (in eval mode) with what is needed to interpret its outputs."""
+
+    kind: Kind
+    model: nn.Module
+    mapping: list[str]
+    model_kwargs: dict[str, Any]
+    extra: dict[str, Any]
+    path: Path
+
+
+def strip_compile_prefix(key: str) -> str:
+    """'_orig_mod.stem.0.weight' (torch.compile's wrapper) -> 'stem.0.weight', at any nesting depth."""
+    return _COMPILE_PREFIX.sub(lambda m: m.group(1), key)
+
+
+def build_model(kind: str, model_kwargs: Mapping[str, Any]) -> nn.Module:
+    """The untrained network of a checkpoint kind."""
+    if kind not in MODEL_CLASSES:
+        raise CheckpointError(f"unknown checkpoint kind {kind!r}; expected one of {sorted(MODEL_CLASSES)}")
+    try:
+        return MODEL_CLASSES[kind](**model_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot build a {kind} model from {dict(model_kwargs)}: {exc}") from exc
+
+
+def _check_json(name: str, value: Any) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"checkpoint {name} must hold only JSON-like values (str, int, float, bool, list, dict): {exc}"
+        ) from exc
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    kind: Kind,
+    model_kwargs: dict[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
+    mapping: list[str] | tuple[str, ...],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint atomically (a crash leaves the previous file, never half a file).
+
+    Tensors are moved to the CPU and torch.compile's `_orig_mod.` prefixes are removed, so the file
+    loads on any machine into a plain model. `model_kwargs` and `extra` must be JSON-like (that keeps
+    the file loadable with `weights_only=True`).
+    """
+    if kind not in MODEL_CLASSES:
+        raise ValueError(f"kind must be one of {sorted(MODEL_CLASSES)}, got {kind!r}")
+    _check_json("model_kwargs", model_kwargs)
+    _check_json("extra", extra or {})
+    _check_json("mapping", list(mapping))
+    clean = {strip_compile_prefix(k): v.detach().cpu() for k, v in state_dict.items()}
+    payload = {
+        "format": FORMAT,
+        "kind": kind,
+        "model_kwargs": dict(model_kwargs),
+        "mapping": [str(c) for c in mapping],
+        "state_dict": clean,
+        "extra": dict(extra or {}),
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def _num_outputs(model: nn.Module) -> int | None:
+    if isinstance(model, ResNetClassifier):
+        return model.head.out_features
+    if isinstance(model, LineCNN):
+        return model.classifier.out_channels
+    return None
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    *,
+    expected_kind: Kind | None = None,
+    needed_by: str = "this step",
+) -> LoadedModel:
+    """Rebuild the model of a checkpoint written by `save_checkpoint`, in eval mode on `map_location`.
+
+    Raises CheckpointError with the path for a missing file, a file that is not a torch checkpoint,
+    another format, and (with `expected_kind`) a checkpoint of the other kind, e.g.
+    "models/cnn.pt is a char checkpoint; predict needs a line checkpoint".
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        raise CheckpointError(f"{path} is not a readable torch checkpoint: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(
+            f"{path} is not a text-recognizer checkpoint (format {FORMAT!r} expected, found {found!r})"
+        )
+    missing = [k for k in ("kind", "model_kwargs", "mapping", "state_dict") if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path} is incomplete: no {', '.join(missing)}")
+    kind = payload["kind"]
+    if expected_kind is not None and kind != expected_kind:
+        raise CheckpointError(f"{path} is a {kind} checkpoint; {needed_by} needs a {expected_kind} checkpoint")
+    model = build_model(kind, payload["model_kwargs"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: weights do not fit a {kind} model with {payload['model_kwargs']}: {exc}"
+        ) from exc
+    mapping = list(payload["mapping"])
+    outputs = _num_outputs(model)
+    if outputs is not None and outputs != len(mapping):
+        raise CheckpointError(f"{path}: the model has {outputs} outputs but the mapping has {len(mapping)} entries")
+    model.to(map_location).eval()
+    return LoadedModel(
+        kind=kind,
+        model=model,
+        mapping=mapping,
+        model_kwargs=dict(payload["model_kwargs"]),
+        extra=dict(payload.get("extra") or {}),
+        path=path,
+    )

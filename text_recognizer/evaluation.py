@@ -1,0 +1,195 @@
+"""Test-set evaluation of saved checkpoints (library only: the DVC stage writes the files).
+
+Everything runs in batches under `torch.inference_mode` on the GPU when there is one; the
+only per-sample Python is turning decoded index lists into strings for the line metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from text_recognizer.checkpoint import LoadedModel, load_checkpoint
+from text_recognizer.io import atomic_path
+from text_recognizer.lit_models.ctc import (
+    character_error_rate,
+    greedy_decode,
+    indices_to_text,
+    labels_to_texts,
+    line_accuracy,
+)
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` if given, else CUDA when present, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclasses.dataclass
+class CharEvaluation:
+    """Single-character results on the test split.
+
+    per_class_accuracy[c] is NaN for a class with no test sample.
+    """
+
+    accuracy: float
+    per_class_accuracy: np.ndarray  # (num_classes,) float64
+    y_true: np.ndarray  # (N,) int64
+    y_pred: np.ndarray  # (N,) int64
+    mapping: list[str]
+
+
+@dataclasses.dataclass
+class LineSample:
+    image: np.ndarray  # (28, W) uint8, white ink on black
+    true_text: str
+    pred_text: str
+
+
+@dataclasses.dataclass
+class LineEvaluation:
+    cer: float
+    line_accuracy: float
+    num_lines: int
+    samples: list[LineSample]
+
+
+def _read_mapping(f: h5py.File) -> list[str] | None:
+    raw = f.attrs.get("mapping")
+    if raw is None:
+        return None
+    return list(json.loads(raw.decode() if isinstance(raw, bytes) else str(raw)))
+
+
+def _open_split(h5_path: str | os.PathLike[str], loaded: LoadedModel, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Read `test/{name}` arrays, checking that the file's mapping is the checkpoint's."""
+    h5_path = Path(h5_path)
+    if not h5_path.is_file():
+        raise FileNotFoundError(f"{h5_path} not found")
+    with h5py.File(h5_path, "r") as f:
+        mapping = _read_mapping(f)
+        if mapping is not None and mapping != loaded.mapping:
+            raise ValueError(f"{h5_path}: class mapping differs from the one stored in {loaded.path}")
+        missing = [f"test/{n}" for n in names if f"test/{n}" not in f]
+        if missing:
+            raise ValueError(f"{h5_path}: missing dataset(s) {', '.join(missing)}")
+        return {n: f[f"test/{n}"][()] for n in names}
+
+
+def _to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, H, W) uint8 -> (B, 1, H, W) float in [0, 1] on `device` (the cast happens there)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True).unsqueeze(1).float().div_(255)
+
+
+def evaluate_char(
+    checkpoint_path: str | os.PathLike[str],
+    emnist_h5: str | os.PathLike[str],
+    *,
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+) -> CharEvaluation:
+    """Accuracy and per-class accuracy of a char checkpoint on the `test` split of emnist.h5."""
+    dev = default_device(device)
+    loaded = load_checkpoint(checkpoint_path, map_location=dev, expected_kind="char", needed_by="evaluate_char")
+    data = _open_split(emnist_h5, loaded, ("images", "labels"))
+    images, y_true = data["images"], data["labels"].astype(np.int64)
+    preds: list[torch.Tensor] = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            logits = loaded.model(_to_input(images[start : start + batch_size], dev))  # (B, num_classes)
+            preds.append(logits.argmax(dim=1).cpu())
+    y_pred = torch.cat(preds).numpy().astype(np.int64) if preds else np.zeros(0, dtype=np.int64)
+    num_classes = len(loaded.mapping)
+    counts = np.bincount(y_true, minlength=num_classes)[:num_classes]
+    correct = np.bincount(y_true[y_pred == y_true], minlength=num_classes)[:num_classes]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(counts > 0, correct / np.maximum(counts, 1), np.nan)
+    accuracy = float(np.mean(y_pred == y_true)) if len(y_true) else float("nan")
+    return CharEvaluation(
+        accuracy=accuracy, per_class_accuracy=per_class, y_true=y_true, y_pred=y_pred, mapping=loaded.mapping
+    )
+
+
+def evaluate_lines(
+    checkpoint_path: str | os.PathLike[str],
+    lines_h5: str | os.PathLike[str],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    num_samples: int = 12,
+) -> LineEvaluation:
+    """Corpus CER and exact-line accuracy of a line checkpoint on the `test` split of emnist_lines.h5.
+
+    Targets are the label rows cut at `test/lengths`, so padding is never scored. `samples` holds
+    the first `num_samples` test lines with their true and predicted texts.
+    """
+    dev = default_device(device)
+    loaded = load_checkpoint(checkpoint_path, map_location=dev, expected_kind="line", needed_by="evaluate_lines")
+    data = _open_split(lines_h5, loaded, ("images", "labels", "lengths"))
+    images = data["images"]
+    if len(images) == 0:
+        raise ValueError(f"{lines_h5}: the test split is empty")
+    targets = labels_to_texts(torch.from_numpy(data["labels"].astype(np.int64)), torch.from_numpy(data["lengths"]))
+    preds: list[str] = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            logits = loaded.model(_to_input(images[start : start + batch_size], dev))  # (B, C, T)
+            preds.extend(indices_to_text(row, loaded.mapping) for row in greedy_decode(logits))
+    samples = [
+        LineSample(image=images[i], true_text=targets[i], pred_text=preds[i])
+        for i in range(min(num_samples, len(images)))
+    ]
+    return LineEvaluation(
+        cer=character_error_rate(preds, targets),
+        line_accuracy=line_accuracy(preds, targets),
+        num_lines=len(targets),
+        samples=samples,
+    )
+
+
+def save_line_predictions(samples: Sequence[LineSample], png_path: str | os.PathLike[str]) -> None:
+    """One PNG with each sample line drawn and titled "true: ... / pred: ...", written atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = max(len(samples), 1)
+    fig = Figure(figsize=(12, 1.1 * rows + 0.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 1, squeeze=False)[:, 0]
+    if not samples:
+        axes[0].text(0.5, 0.5, "no test lines", ha="center", va="center")
+        axes[0].axis("off")
+    for ax, sample in zip(axes, samples, strict=False):
+        ax.imshow(sample.image, cmap="gray", vmin=0, vmax=255, interpolation="nearest", aspect="equal")
+        ok = "ok" if sample.pred_text == sample.true_text else "x"
+        ax.set_title(f"true: {sample.true_text!r} / pred: {sample.pred_text!r}  [{ok}]", fontsize=9, loc="left")
+        ax.axis("off")
+    with atomic_path(png_path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+
+
+def per_class_summary(per_class_acc: np.ndarray, mapping: Sequence[str], *, worst: int = 5) -> dict[str, Any]:
+    """min / median / max of the per-class accuracies and the `worst` classes, ignoring classes without samples."""
+    acc = np.asarray(per_class_acc, dtype=np.float64)
+    if len(acc) != len(mapping):
+        raise ValueError(f"{len(acc)} accuracies for {len(mapping)} classes")
+    present = np.flatnonzero(~np.isnan(acc))
+    if len(present) == 0:
+        return {"min": None, "median": None, "max": None, "worst": []}
+    order = present[np.argsort(acc[present], kind="stable")]
+    return {
+        "min": float(acc[present].min()),
+        "median": float(np.median(acc[present])),
+        "max": float(acc[present].max()),
+        "worst": [{"class": mapping[i], "accuracy": float(acc[i])} for i in order[:worst]],
+    }
