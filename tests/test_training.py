@@ -1,0 +1,241 @@
+"""DeviceLoader, augmentation, the Lightning modules and the training runs, on small offline data (CPU)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from text_recognizer.checkpoint import load_checkpoint
+from text_recognizer.data.device_loader import (
+    CHAR_AUGMENTATION,
+    Augmentation,
+    DeviceLoader,
+    EmnistDataModule,
+    augment_batch,
+)
+from text_recognizer.data.synthetic import render_glyphs
+from text_recognizer.lit_models.ctc import character_error_rate, greedy_decode, indices_to_text, labels_to_texts
+from text_recognizer.metadata import (
+    EMNIST_CLASSES,
+    GLYPH_SIZE,
+    LINE_TOKENS,
+    PAD_INDEX,
+    emnist_class_to_line_index,
+)
+from text_recognizer.models.line_cnn import LineCNN
+from text_recognizer.params import LineModelParams, ModelParams, TrainParams
+from text_recognizer.training import resolve_hardware, train_char_model, train_line_model
+
+# --- small offline data files ---------------------------------------------------------------------
+
+
+def _write_emnist_h5(path: Path, per_class: dict[str, int], *, classes: int, seed: int) -> Path:
+    """Glyphs of the first `classes` EMNIST classes (the digits: quick to learn), `per_class` of each per split."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f.attrs["mapping"] = json.dumps(list(EMNIST_CLASSES))
+        for split, n in per_class.items():
+            labels = rng.permutation(np.repeat(np.arange(classes), n)).astype(np.uint8)
+            f.create_dataset(f"{split}/images", data=render_glyphs(labels, rng))
+            f.create_dataset(f"{split}/labels", data=labels)
+    return path
+
+
+def _write_lines_h5(path: Path, counts: dict[str, int], *, classes: int, max_length: int, seed: int) -> Path:
+    """Lines of 1..max_length random characters of the first `classes` EMNIST classes, glyphs side by side."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f.attrs["mapping"] = json.dumps(list(LINE_TOKENS))
+        f.attrs["max_length"] = max_length
+        for split, m in counts.items():
+            lengths = rng.integers(1, max_length + 1, m).astype(np.int32)
+            chars = rng.integers(0, classes, (m, max_length))
+            glyphs = render_glyphs(chars.reshape(-1), rng).reshape(m, max_length, GLYPH_SIZE, GLYPH_SIZE)
+            images = np.zeros((m, GLYPH_SIZE, GLYPH_SIZE * max_length), dtype=np.uint8)
+            labels = np.full((m, max_length), PAD_INDEX, dtype=np.uint8)
+            for i in range(m):
+                for j in range(lengths[i]):
+                    cell = images[i, :, j * GLYPH_SIZE : (j + 1) * GLYPH_SIZE]
+                    np.maximum(cell, glyphs[i, j], out=cell)
+                    labels[i, j] = emnist_class_to_line_index(int(chars[i, j]))
+            f.create_dataset(f"{split}/images", data=images)
+            f.create_dataset(f"{split}/labels", data=labels)
+            f.create_dataset(f"{split}/lengths", data=lengths)
+    return path
+
+
+@pytest.fixture(scope="module")
+def emnist_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_emnist_h5(
+        tmp_path_factory.mktemp("data") / "emnist.h5", {"train": 100, "val": 20}, classes=10, seed=0
+    )
+
+
+@pytest.fixture(scope="module")
+def lines_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "emnist_lines.h5"
+    return _write_lines_h5(path, {"train": 768, "val": 128}, classes=10, max_length=4, seed=1)
+
+
+def _read_tsv(path: Path) -> list[float]:
+    with open(path) as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    return [float(row[-1]) for row in rows[1:]]  # under the header "step <name>"
+
+
+# --- DeviceLoader and augmentation ------------------------------------------------------------------
+
+
+def _loader(n: int = 103, **kwargs: object) -> DeviceLoader:
+    images = torch.arange(n, dtype=torch.int64).remainder(256).to(torch.uint8)[:, None, None].expand(n, 4, 5)
+    options = {"batch_size": 10, "shuffle": True, "seed": 3, "drop_last": False, **kwargs}
+    return DeviceLoader(images.contiguous(), torch.arange(n), **options)  # type: ignore[arg-type]
+
+
+def _epoch_indices(loader: DeviceLoader) -> list[int]:
+    return [i for _, idx in loader for i in idx.tolist()]
+
+
+def test_loader_visits_every_example_once_with_float_batches() -> None:
+    loader = _loader()
+    assert len(loader) == 11  # ceil(103 / 10)
+    batches = list(loader)
+    assert len(batches) == 11
+    x, idx = batches[0]
+    assert x.shape == (10, 1, 4, 5) and x.dtype == torch.float32
+    assert torch.allclose(x[:, 0, 0, 0], idx.float() / 255)  # each row carries its own index
+    assert float(min(b[0].min() for b in batches)) >= 0.0 and float(max(b[0].max() for b in batches)) <= 1.0
+    seen = [i for _, idx in batches for i in idx.tolist()]
+    assert sorted(seen) == list(range(103))
+    assert seen != list(range(103))  # shuffled
+
+
+def test_loader_order_is_seeded_and_changes_per_epoch() -> None:
+    first, again = _loader(), _loader()
+    epoch0, epoch1 = _epoch_indices(first), _epoch_indices(first)
+    assert _epoch_indices(again) == epoch0  # same seed, same first epoch
+    assert epoch1 != epoch0 and sorted(epoch1) == sorted(epoch0)
+    again.set_epoch(1)  # what Lightning calls through .sampler
+    assert _epoch_indices(again) == epoch1
+    assert _epoch_indices(_loader(seed=4)) != epoch0
+    assert _epoch_indices(_loader(shuffle=False)) == list(range(103))
+
+
+def test_loader_drop_last_and_rank_shards() -> None:
+    dropped = _loader(drop_last=True)
+    assert len(dropped) == 10 and all(len(idx) == 10 for _, idx in dropped)
+    shards = [_epoch_indices(_loader(batch_size=7, rank=r, world_size=3)) for r in range(3)]
+    assert [len(s) for s in shards] == [34, 34, 34]  # 103 // 3 each: equal steps on every rank
+    assert len(set().union(*map(set, shards))) == 102  # disjoint
+    with pytest.raises(ValueError, match="rank"):
+        _loader(rank=3, world_size=3)
+
+
+def test_augment_batch_keeps_shape_and_range_and_changes_images(emnist_h5: Path) -> None:
+    with h5py.File(emnist_h5) as f:
+        x = torch.from_numpy(f["val/images"][:64]).unsqueeze(1).float() / 255
+    out = augment_batch(x, torch.Generator().manual_seed(0), CHAR_AUGMENTATION)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert (out - x).abs().mean() > 0.02  # really moved
+    assert torch.allclose(out.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.35)  # mild: the ink stays
+    again = augment_batch(x, torch.Generator().manual_seed(0), CHAR_AUGMENTATION)
+    assert torch.equal(out, again)  # seeded
+    still = augment_batch(x, torch.Generator().manual_seed(0), Augmentation((0.0, 0.0), (0.0, 0.0), 0.0))
+    assert torch.allclose(still, x, atol=1e-5)  # zero bounds: the warp is the identity
+    lines = torch.rand(4, 1, 28, 224)
+    assert augment_batch(lines, torch.Generator().manual_seed(0)).shape == lines.shape
+
+
+def test_datamodule_serves_int64_targets_and_config(emnist_h5: Path) -> None:
+    dm = EmnistDataModule(emnist_h5, batch_size=100, seed=0, augment=True)
+    assert dm.config() == {"input_dims": (1, 28, 28), "output_dims": (1,), "mapping": list(EMNIST_CLASSES)}
+    train, val = dm.train_dataloader(), dm.val_dataloader()
+    assert train.drop_last and not val.drop_last and train.augment is not None and val.augment is None
+    x, y = next(iter(train))
+    assert x.shape == (100, 1, 28, 28) and y.dtype == torch.int64
+    assert sum(len(y) for _, y in val) == 10 * 20
+
+
+# --- training runs ----------------------------------------------------------------------------------
+
+
+def test_resolve_hardware_defaults_to_cpu_float32_without_cuda() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    hardware = resolve_hardware(TrainParams())
+    assert (hardware.accelerator, hardware.precision, hardware.deterministic) == ("cpu", "32-true", True)
+
+
+def test_char_model_learns_from_rendered_glyphs(emnist_h5: Path, tmp_path: Path) -> None:
+    model = ModelParams(num_blocks=2, width=16, dropout=0.1)
+    run = TrainParams(epochs=10, batch_size=64, lr=3e-3, seed=0)  # 10 x 15 = 150 steps
+    metrics = train_char_model(emnist_h5, model, run, checkpoint_path=tmp_path / "cnn.pt", log_dir=tmp_path / "live")
+    print("char metrics:", metrics)
+    assert set(metrics) == {"val/acc", "val/loss"}
+    assert metrics["val/acc"] > 0.5  # chance is 1/10
+    losses = _read_tsv(tmp_path / "live/plots/metrics/train/loss.tsv")
+    assert len(losses) == run.epochs and losses[-1] < 0.7 * losses[0]
+    loaded = load_checkpoint(tmp_path / "cnn.pt", expected_kind="char")
+    assert loaded.model_kwargs == {**dataclasses.asdict(model), "num_classes": 62}
+    assert loaded.extra["val_metrics"] == metrics
+
+
+def test_line_model_learns_to_read(lines_h5: Path, tmp_path: Path) -> None:
+    model = LineModelParams(width=16, fc_dim=64, dropout=0.0)
+    # On the CPU even with a GPU present: the check below recomputes the CER in float32 on the CPU.
+    run = TrainParams(epochs=6, batch_size=32, lr=5e-3, seed=0, augment=False, accelerator="cpu")  # 144 steps
+    with h5py.File(lines_h5) as f:
+        x = torch.from_numpy(f["val/images"][:]).unsqueeze(1).float() / 255
+        targets = labels_to_texts(torch.from_numpy(f["val/labels"][:]), torch.from_numpy(f["val/lengths"][:]))
+
+    def cer_of(net: torch.nn.Module) -> float:
+        with torch.no_grad():
+            preds = [indices_to_text(row) for row in greedy_decode(net.eval()(x))]
+        return character_error_rate(preds, targets)
+
+    torch.manual_seed(0)
+    untrained = cer_of(LineCNN(num_classes=len(LINE_TOKENS), **dataclasses.asdict(model)))
+    metrics = train_line_model(lines_h5, model, run, checkpoint_path=tmp_path / "line.pt", log_dir=tmp_path / "live")
+    print("line metrics:", metrics, "untrained CER:", untrained)
+    assert set(metrics) == {"val/cer", "val/line_acc", "val/loss"}
+    assert metrics["val/cer"] < 0.7 * untrained
+    trained = load_checkpoint(tmp_path / "line.pt", expected_kind="line").model
+    assert cer_of(trained) == pytest.approx(metrics["val/cer"], abs=1e-6)  # logged CER = corpus CER of the weights
+
+
+def test_same_params_give_identical_runs_and_outputs(emnist_h5: Path, tmp_path: Path) -> None:
+    model = ModelParams(num_blocks=1, width=8)
+    run = TrainParams(epochs=2, batch_size=64, limit_train_batches=0.25, seed=7, accelerator="cpu")
+    first = train_char_model(emnist_h5, model, run, checkpoint_path=tmp_path / "a.pt", log_dir=tmp_path / "a")
+    second = train_char_model(emnist_h5, model, run, checkpoint_path=tmp_path / "b.pt", log_dir=tmp_path / "b")
+    assert first == second
+    a, b = load_checkpoint(tmp_path / "a.pt").model.state_dict(), load_checkpoint(tmp_path / "b.pt").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    summary = json.loads((tmp_path / "a/metrics.json").read_text())
+    assert summary["val"]["acc"] == pytest.approx(first["val/acc"]) and summary["step"] == 2 * 3 - 1
+    assert {p.name for p in (tmp_path / "a").iterdir()} == {"metrics.json", "plots"}  # no dvc.yaml, no report
+    assert len(_read_tsv(tmp_path / "a/plots/metrics/val/loss.tsv")) == run.epochs
+    third = train_char_model(
+        emnist_h5, model, dataclasses.replace(run, seed=8), checkpoint_path=tmp_path / "c.pt", log_dir=tmp_path / "c"
+    )
+    assert third != first
+
+
+def test_missing_data_fails_before_writing_anything(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"missing\.h5"):
+        train_char_model(
+            tmp_path / "missing.h5",
+            ModelParams(),
+            TrainParams(),
+            checkpoint_path=tmp_path / "cnn.pt",
+            log_dir=tmp_path / "live",
+        )
+    assert sorted(tmp_path.iterdir()) == []

@@ -1,0 +1,318 @@
+"""Batches straight from uint8 tensors that live on the training device.
+
+The FSDL labs fed the GPU through a torch DataLoader with per-sample PIL/torchvision
+transforms in worker processes; on EMNIST (28x28 glyphs, ~700k of them) that CPU work, not
+the network, set the pace. Here the whole uint8 array is copied to the device once (about
+0.5 GB for EMNIST ByClass or 20k lines of 32 characters), each epoch is one on-device
+`randperm`, and a batch is an index-gather, a cast to float and (for training) one batched
+affine warp. No worker processes, no per-sample Python.
+
+Layout of `text_recognizer/data/`: this module also holds the two LightningDataModules that
+read the HDF5 files described in docs/architecture.md and hand out `DeviceLoader`s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
+
+# --- augmentation --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Bounds of the random affine warp applied to each training image.
+
+    All draws are uniform in [-bound, +bound]. Random erasing is deliberately absent: an
+    EMNIST class often hinges on one small stroke (i/l, O/Q, the dot of j), and blanking a
+    patch turns those samples into label noise rather than regularisation.
+    """
+
+    shift: tuple[float, float] = (2.0, 2.0)  # max |dx|, |dy| in pixels
+    scale: tuple[float, float] = (0.1, 0.1)  # max relative zoom along x and y
+    rotation: float = 10.0  # max degrees (applied in pixel space, so wide images stay undistorted)
+
+
+CHAR_AUGMENTATION = Augmentation()
+# Lines: no horizontal shift, zoom or rotation. A full line fills its width, so any of those
+# would push the last glyph out of the frame (a 2 degree tilt moves the ends of a 32-glyph
+# line by ~15 px vertically); a small vertical shift and squash is all that is safe.
+LINE_AUGMENTATION = Augmentation(shift=(0.0, 2.0), scale=(0.0, 0.1), rotation=0.0)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, aug: Augmentation = CHAR_AUGMENTATION) -> torch.Tensor:
+    """Randomly shift, scale and rotate every image of a (B, 1, H, W) float batch in one warp.
+
+    One `affine_grid` + `grid_sample` for the whole batch; the background (0, black) fills
+    what comes in from outside the frame, so values stay in [0, 1]. `generator` must live on
+    x's device; seeding it makes the augmentation reproducible.
+    """
+    b, _, h, w = x.shape
+    u = torch.rand(b, 5, generator=generator, device=x.device, dtype=torch.float32) * 2 - 1  # uniform in [-1, 1]
+    angle = u[:, 0] * math.radians(aug.rotation)
+    zoom_x = 1 + u[:, 1] * aug.scale[0]
+    zoom_y = 1 + u[:, 2] * aug.scale[1]
+    shift_x, shift_y = u[:, 3] * aug.shift[0], u[:, 4] * aug.shift[1]
+    # theta maps output to input coordinates. Built in pixel units (rotate, then divide by the
+    # zoom), then rescaled to grid_sample's [-1, 1] coordinates: theta_n = S^-1 A S, S = diag(w/2, h/2).
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=torch.float32)
+    theta[:, 0, 0] = cos / zoom_x
+    theta[:, 0, 1] = -sin / zoom_x * (h / w)
+    theta[:, 1, 0] = sin / zoom_y * (w / h)
+    theta[:, 1, 1] = cos / zoom_y
+    theta[:, 0, 2] = -shift_x * 2 / w  # moving the content right samples the input further left
+    theta[:, 1, 2] = -shift_y * 2 / h
+    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.clamp_(0.0, 1.0).to(x.dtype)
+
+
+# --- the loader ------------------------------------------------------------------------------
+
+
+def place(tensor: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
+    """Move `tensor` to the training device; on a CPU next to a GPU, pin it for fast async copies."""
+    if device is None:
+        return tensor
+    device = torch.device(device)
+    if device.type == "cpu":
+        tensor = tensor.cpu()
+        return tensor.pin_memory() if torch.cuda.is_available() else tensor
+    return tensor.to(device, non_blocking=True)
+
+
+class DeviceLoader:
+    """Iterates over (x, *targets) batches gathered from tensors that already sit on the device.
+
+    images: (N, H, W) uint8; yielded as (B, 1, H, W) float in [0, 1] on the same device.
+    targets: one tensor or a tuple of tensors with N rows, yielded as the matching rows.
+
+    Each epoch shuffles with an on-device `torch.randperm` from a generator seeded with
+    seed + epoch, so runs are reproducible and every DDP rank draws the same permutation; rank r
+    of world_size then takes its own contiguous slice of equal size (the last N % world_size
+    indices of the permutation are left out, so shards stay disjoint and every rank runs the
+    same number of steps, which DDP needs). With one rank and drop_last=False every example
+    is visited exactly once per epoch.
+
+    The epoch advances by itself on every `iter()`; Lightning also calls `set_epoch` (it finds
+    it through `.sampler`, as for a DistributedSampler), which keeps the order tied to the
+    trainer's epoch count.
+    """
+
+    batch_sampler = None  # Lightning inspects .sampler/.batch_sampler; there is no torch sampler here
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor | tuple[torch.Tensor, ...],
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        drop_last: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        augment: Augmentation | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if images.ndim != 3 or images.dtype != torch.uint8:
+            raise ValueError(f"images must be (N, H, W) uint8, got {tuple(images.shape)} {images.dtype}")
+        targets = (targets,) if isinstance(targets, torch.Tensor) else tuple(targets)
+        for t in targets:
+            if t.shape[0] != images.shape[0]:
+                raise ValueError(f"targets have {t.shape[0]} rows, images {images.shape[0]}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.images = place(images, device)
+        self.targets = tuple(place(t, device) for t in targets)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+        self.augment = augment
+        self.epoch = 0
+        self.per_rank = images.shape[0] // world_size
+
+    @property
+    def sampler(self) -> DeviceLoader:
+        """Lightning calls `sampler.set_epoch(epoch)` before each epoch; we are our own sampler."""
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.per_rank // self.batch_size
+        return math.ceil(self.per_rank / self.batch_size)
+
+    def indices(self, epoch: int) -> torch.Tensor:
+        """This rank's indices for `epoch`, in visiting order (on the device)."""
+        n = self.images.shape[0]
+        if self.shuffle:
+            generator = torch.Generator(device=self.device).manual_seed(self.seed + epoch)
+            order = torch.randperm(n, generator=generator, device=self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        return order[self.rank * self.per_rank : (self.rank + 1) * self.per_rank]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        epoch = self.epoch
+        self.epoch += 1
+        order = self.indices(epoch)
+        aug_generator = None
+        if self.augment is not None:
+            # A stream apart from the permutation's, different on every rank and epoch.
+            aug_seed = (self.seed * 1_000_003 + epoch) * 1024 + self.rank + 1
+            aug_generator = torch.Generator(device=self.device).manual_seed(aug_seed)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            x = self.images[idx].unsqueeze(1).float().div_(255.0)  # (B, 1, H, W) in [0, 1]
+            if aug_generator is not None:
+                x = augment_batch(x, aug_generator, self.augment)
+            yield (x, *(t[idx] for t in self.targets))
+
+
+# --- data modules ------------------------------------------------------------------------------
+
+
+def _check_file(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist (run the stage that writes it first)")
+    return path
+
+
+def _read_mapping(path: Path, expected: tuple[str, ...]) -> list[str]:
+    """The file's `mapping` attribute, checked against metadata so labels cannot silently shift."""
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get("mapping")
+    if raw is None:
+        raise ValueError(f"{path} has no 'mapping' attribute")
+    mapping = json.loads(raw)
+    if tuple(mapping) != expected:
+        raise ValueError(f"{path}: mapping {mapping[:6]}... differs from text_recognizer.metadata's")
+    return mapping
+
+
+class _DeviceDataModule(pl.LightningDataModule):
+    """Loads the train and val splits of an HDF5 file once and serves them as DeviceLoaders."""
+
+    target_names: tuple[str, ...] = ()
+    augmentation: Augmentation = CHAR_AUGMENTATION
+
+    def __init__(self, h5_path: str | os.PathLike[str], *, batch_size: int, seed: int, augment: bool) -> None:
+        super().__init__()
+        self.h5_path = _check_file(h5_path)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.augment = augment
+        self.splits: dict[str, tuple[torch.Tensor, tuple[torch.Tensor, ...]]] = {}
+        self._device: torch.device | None = None
+
+    def _placement(self) -> tuple[torch.device, int, int]:
+        """(device, rank, world_size) of the attached trainer, or the CPU alone."""
+        if self.trainer is None:
+            return torch.device("cpu"), 0, 1
+        return self.trainer.strategy.root_device, self.trainer.global_rank, self.trainer.world_size
+
+    def setup(self, stage: str | None = None) -> None:
+        device, _, _ = self._placement()
+        if self.splits:
+            if device != self._device:  # set up before a trainer was attached: move, don't re-read
+                self.splits = {
+                    k: (place(x, device), tuple(place(t, device) for t in ts)) for k, (x, ts) in self.splits.items()
+                }
+                self._device = device
+            return
+        self._device = device
+        with h5py.File(self.h5_path, "r") as f:
+            for split in ("train", "val"):
+                if split not in f:
+                    raise ValueError(f"{self.h5_path} has no '{split}' split")
+                images = torch.from_numpy(np.asarray(f[split]["images"], dtype=np.uint8))
+                targets = tuple(
+                    torch.from_numpy(np.asarray(f[split][name]).astype(np.int64)) for name in self.target_names
+                )
+                self.splits[split] = (place(images, device), tuple(place(t, device) for t in targets))
+
+    def _loader(self, split: str, *, train: bool) -> DeviceLoader:
+        self.setup()
+        images, targets = self.splits[split]
+        _, rank, world_size = self._placement()
+        return DeviceLoader(
+            images,
+            targets,
+            batch_size=self.batch_size,
+            shuffle=train,
+            seed=self.seed,
+            drop_last=train and images.shape[0] // world_size > self.batch_size,  # BatchNorm needs > 1 sample
+            rank=rank,
+            world_size=world_size,
+            augment=self.augmentation if (train and self.augment) else None,
+        )
+
+    def train_dataloader(self) -> DeviceLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DeviceLoader:
+        return self._loader("val", train=False)
+
+
+class EmnistDataModule(_DeviceDataModule):
+    """emnist.h5: (N, 28, 28) glyphs and their class labels 0..61."""
+
+    target_names = ("labels",)
+    augmentation = CHAR_AUGMENTATION
+
+    def __init__(self, h5_path: str | os.PathLike[str], *, batch_size: int, seed: int, augment: bool) -> None:
+        super().__init__(h5_path, batch_size=batch_size, seed=seed, augment=augment)
+        self.mapping = _read_mapping(self.h5_path, EMNIST_CLASSES)
+
+    def config(self) -> dict[str, Any]:
+        """Input dims, output dims and mapping: what a model needs to be built (the FSDL contract)."""
+        return {"input_dims": (1, GLYPH_SIZE, GLYPH_SIZE), "output_dims": (1,), "mapping": self.mapping}
+
+
+class EmnistLinesDataModule(_DeviceDataModule):
+    """emnist_lines.h5: (M, 28, 28 * max_length) lines, labels padded with PAD_INDEX, lengths."""
+
+    target_names = ("labels", "lengths")
+    augmentation = LINE_AUGMENTATION
+
+    def __init__(self, h5_path: str | os.PathLike[str], *, batch_size: int, seed: int, augment: bool) -> None:
+        super().__init__(h5_path, batch_size=batch_size, seed=seed, augment=augment)
+        self.mapping = _read_mapping(self.h5_path, LINE_TOKENS)
+        with h5py.File(self.h5_path, "r") as f:
+            self.image_width = int(f["train"]["images"].shape[2])
+            self.max_length = int(f["train"]["labels"].shape[1])
+
+    def config(self) -> dict[str, Any]:
+        """Input dims, output dims and mapping: what a model needs to be built (the FSDL contract)."""
+        return {
+            "input_dims": (1, GLYPH_SIZE, self.image_width),
+            "output_dims": (self.max_length,),
+            "mapping": self.mapping,
+        }

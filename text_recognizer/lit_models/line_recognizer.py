@@ -1,0 +1,74 @@
+"""Lightning wrapper that trains a line reader (any nn.Module giving (B, C, T) logits) with CTC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from torch import nn
+
+from text_recognizer.lit_models.classifier import configure_adamw
+from text_recognizer.lit_models.ctc import ctc_loss, edit_distance, greedy_decode, indices_to_text, labels_to_texts
+
+
+class CorpusCER(torchmetrics.Metric):
+    """Character error rate over the whole validation set: total edits / total reference characters.
+
+    Summing the two counts (not averaging per-batch rates) weighs every character equally and
+    stays exact across batches and DDP ranks; same definition as `ctc.character_error_rate`.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("errors", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("chars", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: list[str], targets: list[str]) -> None:
+        self.errors += sum(edit_distance(p, t) for p, t in zip(preds, targets, strict=True))
+        self.chars += sum(len(t) for t in targets)
+
+    def compute(self) -> torch.Tensor:
+        return self.errors.float() / self.chars.clamp(min=1).float()
+
+
+class LineRecognizer(pl.LightningModule):
+    """CTC training of `model`; logs train/loss, val/loss, val/cer and val/line_acc once per epoch."""
+
+    def __init__(
+        self, model: nn.Module, *, lr: float = 3e-3, weight_decay: float = 5e-4, schedule: str = "onecycle"
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.val_cer = CorpusCER()
+        self.val_line_acc = torchmetrics.MeanMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, labels, lengths = batch  # (B, 1, 28, W) float, (B, L) int64 padded, (B,) int64
+        loss = ctc_loss(self(x), labels, lengths)  # float32 even under bf16 autocast
+        self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, labels, lengths = batch
+        logits = self(x)  # (B, C, T)
+        self.log("val/loss", ctc_loss(logits, labels, lengths), on_epoch=True, sync_dist=True, batch_size=len(x))
+        preds = [indices_to_text(row) for row in greedy_decode(logits)]
+        targets = labels_to_texts(labels, lengths)  # cut at each length: padding never scores
+        self.val_cer(preds, targets)
+        exact = [float(p == t) for p, t in zip(preds, targets, strict=True)]
+        self.val_line_acc(torch.tensor(exact, device=self.device))
+        self.log("val/cer", self.val_cer, on_epoch=True, batch_size=len(x))
+        self.log("val/line_acc", self.val_line_acc, on_epoch=True, batch_size=len(x))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return configure_adamw(self, self.model, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule)
