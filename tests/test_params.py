@@ -60,7 +60,7 @@ def test_bad_values_name_the_key(cls, section, values, message):
 def test_types_are_coerced_only_where_safe():
     run = P.from_dict(P.TrainParams, "train_cnn", {"lr": 1, "epochs": 2})
     assert run.lr == 1.0 and isinstance(run.lr, float)
-    with pytest.raises(P.ParamError, match="train_cnn.epochs must be int"):
+    with pytest.raises(P.ParamError, match=r"train_cnn\.epochs must be int"):
         P.from_dict(P.TrainParams, "train_cnn", {"epochs": 2.5})
-    with pytest.raises(P.ParamError, match="train_cnn.epochs must be int"):
+    with pytest.raises(P.ParamError, match=r"train_cnn\.epochs must be int"):
         P.from_dict(P.TrainParams, "train_cnn", {"epochs": True})
