@@ -1,0 +1,149 @@
+"""The real DVC pipeline, end to end, on the offline source with tiny settings, in a temporary repo."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.pipeline_repo import PipelineRepo, ran_stages
+from text_recognizer.metadata import LINE_CHARSET
+
+pytestmark = pytest.mark.slow
+
+ALL_STAGES = {
+    "download_emnist",
+    "download_brown",
+    "emnist_hdf5",
+    "emnist_lines",
+    "train_cnn",
+    "train_line_cnn",
+    "evaluate",
+}
+TINY = {
+    "data": {"source": "synthetic", "synthetic_train_per_class": 24, "synthetic_test_per_class": 6},
+    "emnist_lines": {"max_length": 8, "num_train": 256, "num_val": 32, "num_test": 32},
+    "model": {"num_blocks": 1, "width": 8},
+    "train_cnn": {"epochs": 1, "batch_size": 128},
+    "line_model": {"width": 8, "fc_dim": 32},
+    "train_line_cnn": {"epochs": 1, "batch_size": 64},
+    "evaluate": {"num_sample_lines": 4},
+}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> PipelineRepo:
+    repo = PipelineRepo.create(tmp_path_factory.mktemp("pipeline") / "repo", TINY)
+    first = repo.dvc("repro")
+    assert ran_stages(first.stdout) == ALL_STAGES, first.stdout
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "baseline run on synthetic data")
+    return repo
+
+
+def restore_baseline(repo: PipelineRepo) -> None:
+    repo.git("checkout", "--", "params.yaml", "dvc.lock", "metrics")  # cache: false outputs live in git
+    repo.dvc("checkout", "--force")
+
+
+def test_repro_builds_every_output(repo: PipelineRepo):
+    for out in [
+        "data/raw/emnist/emnist-byclass-train-images-idx3-ubyte.gz",
+        "data/raw/brown.zip",
+        "data/processed/emnist.h5",
+        "data/processed/emnist_lines.h5",
+        "models/cnn.pt",
+        "models/line_cnn.pt",
+        "metrics/train_cnn/metrics.json",
+        "metrics/train_line_cnn/metrics.json",
+        "metrics/evaluate.json",
+        "metrics/evaluate/confusion.json",
+        "metrics/evaluate/test_lines.png",
+        "metrics/emnist_lines/samples.png",
+    ]:
+        assert (repo.path / out).is_file(), out
+    with h5py.File(repo.path / "data/processed/emnist_lines.h5") as f:
+        assert f["train/images"].shape == (256, 28, 8 * 28)
+
+
+def test_second_repro_does_nothing_and_status_is_clean(repo: PipelineRepo):
+    again = repo.dvc("repro")
+    assert ran_stages(again.stdout) == set(), again.stdout
+    status = repo.dvc("status")
+    assert "up to date" in status.stdout, status.stdout
+
+
+def test_changing_overlap_reruns_lines_and_downstream_only(repo: PipelineRepo):
+    result = repo.dvc("exp", "run", "-n", "overlap-half", "-S", "emnist_lines.max_overlap=0.5")
+    assert ran_stages(result.stdout) == {"emnist_lines", "train_line_cnn", "evaluate"}, result.stdout
+    assert "up to date" in repo.dvc("status").stdout
+    restore_baseline(repo)
+
+
+def test_changing_num_blocks_reruns_train_cnn_and_evaluate(repo: PipelineRepo):
+    result = repo.dvc("exp", "run", "-n", "four-blocks", "-S", "model.num_blocks=4")
+    assert ran_stages(result.stdout) == {"train_cnn", "evaluate"}, result.stdout
+    diff = repo.dvc("metrics", "diff", "--all")
+    assert "cnn.test_acc" in diff.stdout, diff.stdout
+    shown = repo.dvc("exp", "show", "--csv")
+    assert "four-blocks" in shown.stdout and "overlap-half" in shown.stdout, shown.stdout
+    restore_baseline(repo)
+
+
+@pytest.mark.parametrize("bad", ["model.num_blocks=0", "model.num_blocks=abc", "train_cnn.lr=-1"])
+def test_invalid_values_fail_before_training(repo: PipelineRepo, bad: str):
+    """The stage stops on the bad key before training. DVC itself clears a stage's outputs before
+    running it, so the old checkpoint is gone from the workspace but not from the cache."""
+    before = digest(repo.path / "models/cnn.pt")
+    result = repo.dvc("exp", "run", "-S", bad, check=False)
+    assert result.returncode != 0
+    assert f"error: {bad.split('=')[0]}" in result.stderr, result.stderr
+    assert "Epoch" not in result.stdout + result.stderr  # no training started
+    assert not (repo.path / "models/cnn.pt").exists()  # nothing new written
+    assert not (repo.path / "metrics/train_cnn").exists()
+    assert not list((repo.path / "models").glob(".*tmp")) and not list((repo.path / "metrics").glob(".*tmp"))
+    restore_baseline(repo)
+    assert digest(repo.path / "models/cnn.pt") == before
+
+
+def test_predict_reads_a_generated_line(repo: PipelineRepo, tmp_path: Path):
+    with h5py.File(repo.path / "data/processed/emnist_lines.h5") as f:
+        line = np.asarray(f["test/images"][0])
+    image = tmp_path / "line.png"
+    Image.fromarray(255 - line).save(image)  # dark ink on white paper, as a scan would be
+    result = subprocess.run(
+        [sys.executable, "-m", "text_recognizer.cli", "predict", str(image), "--model", "models/line_cnn.pt"],
+        cwd=repo.path,
+        env=repo.env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.rstrip("\n")
+    assert set(text) <= LINE_CHARSET
+    wrong = subprocess.run(
+        [sys.executable, "-m", "text_recognizer.cli", "predict", str(image), "--model", "models/cnn.pt"],
+        cwd=repo.path,
+        env=repo.env,
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode == 0  # a char model reads the image as one glyph
+    missing = subprocess.run(
+        [sys.executable, "-m", "text_recognizer.cli", "predict", "nope.png"],
+        cwd=repo.path,
+        env=repo.env,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 1 and "nope.png" in missing.stderr
