@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -147,3 +150,42 @@ def test_predict_reads_a_generated_line(repo: PipelineRepo, tmp_path: Path):
         text=True,
     )
     assert missing.returncode == 1 and "nope.png" in missing.stderr
+
+
+def test_remote_push_then_pull_restores_outputs_without_running(repo: PipelineRepo, tmp_path: Path):
+    """A DVC remote shares data and models between clones: pull restores, nothing reruns."""
+    remote = tmp_path / "remote"
+    repo.dvc("remote", "add", "-d", "shared", str(remote))
+    repo.git("add", ".dvc/config")
+    repo.git("commit", "-qm", "add a local DVC remote")
+    repo.dvc("push")
+    clone = PipelineRepo(tmp_path / "clone")
+    clone.env = {**repo.env, "PYTHONPATH": str(clone.path)}
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(clone.path)], check=True, env=repo.env)
+    assert not (clone.path / "models/cnn.pt").exists()
+    clone.dvc("pull")
+    for out in ["data/processed/emnist.h5", "data/processed/emnist_lines.h5", "models/cnn.pt", "models/line_cnn.pt"]:
+        assert digest(clone.path / out) == digest(repo.path / out), out
+    assert "up to date" in clone.dvc("status").stdout
+    assert ran_stages(clone.dvc("repro").stdout) == set()
+
+
+def test_queued_sweep_runs_every_value(repo: PipelineRepo):
+    """`dvc exp run --queue` with a list of values, then `dvc queue start`, as the README shows."""
+    queued = repo.dvc("exp", "run", "--queue", "-S", "model.num_blocks=2,3")
+    assert queued.stdout.count("Queued experiment") == 2, queued.stdout
+    repo.dvc("queue", "start", "--jobs", "1")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = repo.dvc("queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    rows = list(csv.DictReader(io.StringIO(repo.dvc("exp", "show", "--csv").stdout)))
+    blocks_key = next(k for k in rows[0] if k.endswith("model.num_blocks"))
+    acc_key = next(k for k in rows[0] if k.endswith("cnn.test_acc"))
+    done = [row for row in rows if row["State"] == "Success" and row["typ"].startswith("branch")]
+    assert sorted(row[blocks_key] for row in done) == ["2", "3"], rows
+    assert all(0.0 <= float(row[acc_key]) <= 1.0 for row in done)
+    repo.dvc("queue", "stop", check=False)
