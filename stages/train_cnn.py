@@ -9,7 +9,6 @@ from pathlib import Path
 
 from common import run, section
 
-from text_recognizer.io import atomic_path
 from text_recognizer.params import ModelParams, TrainParams
 
 
@@ -22,10 +21,10 @@ def main(argv: list[str]) -> None:
 
     from text_recognizer.training import train_char_model  # heavy import only after the params passed
 
-    with atomic_path(metrics_dir) as log_dir:  # the curves appear only if training finishes
-        metrics = train_char_model(
-            Path(emnist_h5), model, run_params, checkpoint_path=Path(checkpoint), log_dir=log_dir
-        )
+    # Runs once per process under ddp; the library writes both outputs, atomically, on rank 0 only.
+    metrics = train_char_model(
+        Path(emnist_h5), model, run_params, checkpoint_path=Path(checkpoint), log_dir=Path(metrics_dir)
+    )
     print({k: round(v, 4) for k, v in metrics.items()})
 
 

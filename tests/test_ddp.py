@@ -1,0 +1,178 @@
+"""Data-parallel training from params alone: the real train_cnn stage on 2 CPU processes (DDP over gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from text_recognizer.checkpoint import load_checkpoint
+from text_recognizer.data.synthetic import render_glyphs
+from text_recognizer.lit_models.classifier import LABEL_SMOOTHING
+from text_recognizer.metadata import EMNIST_CLASSES
+from text_recognizer.params import ModelParams, ParamError, TrainParams
+from text_recognizer.training import resolve_hardware, train_char_model
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE = ROOT / "stages" / "train_cnn.py"
+CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 10, 16, 4  # 160 train glyphs: 80 per rank, 5 steps of 16
+MODEL = {"num_blocks": 1, "width": 8}
+RUN = {"epochs": 2, "batch_size": 16, "seed": 0, "accelerator": "cpu", "devices": 2, "strategy": "ddp"}
+ARGS = ["emnist.h5", "models/cnn.pt", "metrics/train_cnn"]  # as in dvc.yaml, relative to the stage's cwd
+
+# Wraps the stage so that one rank raises mid-training. Lightning re-runs sys.argv[0] for the
+# other ranks, so every rank runs this file and gets the patch.
+FAILING_STAGE = f"""
+import os, sys
+sys.path.insert(0, {str(STAGE.parent)!r})
+import train_cnn
+from common import run
+from text_recognizer.lit_models.classifier import CharClassifier
+
+step = CharClassifier.training_step
+
+def failing_step(self, batch, batch_idx):
+    if self.global_rank == int(os.environ["FAIL_RANK"]) and self.global_step == 3:
+        raise ValueError(f"injected failure on rank {{self.global_rank}}")
+    return step(self, batch, batch_idx)
+
+CharClassifier.training_step = failing_step
+if __name__ == "__main__":
+    run(train_cnn.main)
+"""
+
+
+@pytest.fixture(scope="module")
+def emnist_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny emnist.h5 in the layout of docs/architecture.md: the digits, rendered."""
+    path = tmp_path_factory.mktemp("data") / "emnist.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f.attrs["mapping"] = json.dumps(list(EMNIST_CLASSES))
+        for split, n in {"train": TRAIN_PER_CLASS, "val": VAL_PER_CLASS, "test": 2}.items():
+            labels = rng.permutation(np.repeat(np.arange(CLASSES), n)).astype(np.uint8)
+            f.create_dataset(f"{split}/images", data=render_glyphs(labels, rng))
+            f.create_dataset(f"{split}/labels", data=labels)
+            f.create_dataset(f"{split}/source_index", data=np.arange(len(labels), dtype=np.int64))
+    return path
+
+
+def stage_dir(path: Path, emnist_h5: Path) -> Path:
+    """A working folder like the repo root: the data and a params.yaml (the repo's, with tiny overrides)."""
+    path.mkdir()
+    shutil.copy(emnist_h5, path / "emnist.h5")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"].update(MODEL)
+    params["train_cnn"].update(RUN)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def run_stage(cwd: Path, script: Path = STAGE, **env: str) -> subprocess.CompletedProcess[str]:
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, str(script), *ARGS],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": pythonpath, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def temporaries(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".") and p.name.endswith(".tmp")]
+
+
+def test_two_process_ddp_stage_writes_one_checkpoint_and_one_metrics_folder(emnist_h5: Path, tmp_path: Path) -> None:
+    cwd = stage_dir(tmp_path / "ddp", emnist_h5)
+    result = run_stage(cwd)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    # Exactly one of each output, written once (by rank 0), nothing else anywhere.
+    assert sorted(p.name for p in cwd.iterdir()) == ["emnist.h5", "metrics", "models", "params.yaml"]
+    assert [p.name for p in (cwd / "models").iterdir()] == ["cnn.pt"]
+    assert [p.name for p in (cwd / "metrics").iterdir()] == ["train_cnn"]
+    assert sorted(p.name for p in (cwd / "metrics/train_cnn").iterdir()) == ["metrics.json", "plots"]
+    assert temporaries(cwd) == []
+
+    loaded = load_checkpoint(cwd / "models/cnn.pt", expected_kind="char")
+    extra = loaded.extra
+    assert (extra["devices"], extra["strategy"], extra["world_size"], extra["accelerator"]) == (2, "ddp", 2, "cpu")
+    # Each rank took its own half of the train split: 80 glyphs / 16 = 5 steps per epoch.
+    assert extra["global_step"] == RUN["epochs"] * (CLASSES * TRAIN_PER_CLASS // 2 // RUN["batch_size"]) == 10
+    summary = json.loads((cwd / "metrics/train_cnn/metrics.json").read_text())
+    assert summary["val"]["loss"] == pytest.approx(extra["val_metrics"]["val/loss"])
+
+    # The same data and batch size on one process: twice the steps per epoch (one epoch, to save time).
+    single = TrainParams(**{**RUN, "epochs": 1, "devices": 1, "strategy": "auto"})
+    train_char_model(
+        cwd / "emnist.h5", ModelParams(**MODEL), single, checkpoint_path=tmp_path / "one.pt", log_dir=tmp_path / "one"
+    )
+    assert load_checkpoint(tmp_path / "one.pt").extra["global_step"] == 2 * extra["global_step"] // RUN["epochs"]
+
+    # The logged val metrics are global (synced over both ranks' halves), and are those of the saved weights.
+    with h5py.File(cwd / "emnist.h5") as f:
+        x = torch.from_numpy(f["val/images"][:]).unsqueeze(1).float() / 255
+        y = torch.from_numpy(f["val/labels"][:].astype(np.int64))
+    with torch.no_grad():
+        logits = loaded.model(x)
+
+    def loss(rows: slice) -> float:
+        return float(F.cross_entropy(logits[rows], y[rows], label_smoothing=LABEL_SMOOTHING))
+
+    half = len(y) // 2  # rank 0's shard of the unshuffled val split
+    assert extra["val_metrics"]["val/loss"] == pytest.approx(loss(slice(None)), abs=1e-5)
+    assert extra["val_metrics"]["val/loss"] != pytest.approx(loss(slice(0, half)), abs=1e-5)  # not rank 0's alone
+    assert extra["val_metrics"]["val/acc"] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+
+
+def test_a_failing_rank_leaves_the_previous_outputs_untouched(emnist_h5: Path, tmp_path: Path) -> None:
+    cwd = stage_dir(tmp_path / "fail", emnist_h5)
+    (cwd / "models").mkdir()
+    (cwd / "models/cnn.pt").write_bytes(b"previous checkpoint")
+    (cwd / "metrics/train_cnn").mkdir(parents=True)
+    (cwd / "metrics/train_cnn/metrics.json").write_text("{}")
+    script = cwd / "failing_stage.py"
+    script.write_text(FAILING_STAGE)
+
+    result = run_stage(cwd, script, FAIL_RANK="1")  # not the rank that writes
+    assert result.returncode != 0
+    assert "injected failure on rank 1" in result.stderr
+    assert (cwd / "models/cnn.pt").read_bytes() == b"previous checkpoint"
+    assert [p.name for p in (cwd / "metrics/train_cnn").iterdir()] == ["metrics.json"]
+    assert (cwd / "metrics/train_cnn/metrics.json").read_text() == "{}"
+    assert temporaries(cwd) == []
+    assert sorted(p.name for p in (cwd / "metrics").iterdir()) == ["train_cnn"]
+
+
+def test_device_combinations_are_checked_before_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    # devices > 1 with strategy auto means ddp (what Lightning picks for a script), recorded as such.
+    hardware = resolve_hardware(TrainParams(accelerator="cpu", devices=2), section="train_cnn")
+    assert (hardware.accelerator, hardware.devices, hardware.strategy) == ("cpu", 2, "ddp")
+    assert resolve_hardware(TrainParams(accelerator="cpu")).strategy == "auto"  # one process
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ParamError, match=r"train_line_cnn\.accelerator"):
+        resolve_hardware(TrainParams(accelerator="gpu"), section="train_line_cnn")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ParamError, match=r"train_cnn\.devices=4, but torch sees 2 CUDA device"):
+        resolve_hardware(TrainParams(accelerator="gpu", devices=4, strategy="ddp"), section="train_cnn")
+    gpus = resolve_hardware(TrainParams(accelerator="auto", devices=2, strategy="ddp"), section="train_cnn")
+    assert (gpus.accelerator, gpus.precision, gpus.strategy) == ("gpu", "bf16-mixed", "ddp")
+    with pytest.raises(ParamError, match=r"train_cnn\.devices"):
+        resolve_hardware(TrainParams(accelerator="mps", devices=2), section="train_cnn")
