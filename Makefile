@@ -30,7 +30,7 @@ repro: setup
 	dvc repro
 
 offline: setup
-	dvc exp run -n offline-demo $(OFFLINE_PARAMS)
+	dvc exp run -n offline-$(shell date +%Y%m%d-%H%M%S) $(OFFLINE_PARAMS)
 
 test: setup
 	$(BIN)/pytest -q
