@@ -9,8 +9,8 @@ import dataclasses
 from pathlib import Path
 
 from common import run, section
-from text_recognizer.data.emnist_lines import build_emnist_lines, save_sample_grid
 
+from text_recognizer.data.emnist_lines import build_emnist_lines, save_sample_grid
 from text_recognizer.params import EmnistLinesParams
 
 
