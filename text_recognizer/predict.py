@@ -145,7 +145,7 @@ def predict_file(
         image = preprocess_for(loaded, gray)
     except PredictError as exc:
         raise PredictError(f"{image_path}: {exc}") from exc
-    x = torch.from_numpy(image).to(dev).float().div(255).reshape(1, 1, *image.shape)  # (1, 1, 28, W)
+    x = torch.from_numpy(image.copy()).to(dev).float().div(255).reshape(1, 1, *image.shape)  # (1, 1, 28, W)
     with torch.inference_mode():
         logits = loaded.model(x)
     if loaded.kind == "char":
