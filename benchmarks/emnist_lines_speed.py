@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from machine import cpu_name
 
 from text_recognizer.data.emnist_lines import draw_layout, encode_texts, render_lines
 from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, SPACE_INDEX, line_width
@@ -62,17 +63,6 @@ def naive_full(
             window = images[i, :, col : col + GLYPH_SIZE]
             np.maximum(window, glyph, out=window)
     return images
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def best_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import cpu_name
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -561,17 +562,6 @@ def part_c(s: Setup, train, held_out, epochs: int, budget_factor: float, run: Tr
 
 
 # --- header and main -------------------------------------------------------------------------------
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_text(*cmd: str) -> str | None:
