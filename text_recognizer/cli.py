@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "show-lines":
         from text_recognizer.data.emnist_lines import save_sample_grid
 
-        save_sample_grid(args.lines_h5, args.out_png, split=args.split, n=args.n)
+        try:
+            save_sample_grid(args.lines_h5, args.out_png, split=args.split, n=args.n)
+        except (OSError, ValueError, KeyError) as err:
+            print(f"error: {args.lines_h5}: {err}", file=sys.stderr)
+            return 1
         print(args.out_png)
     return 0
 

@@ -178,9 +178,9 @@ class EmnistLinesParams:
     max_length: int = 32
     min_overlap: float = 0.0
     max_overlap: float = 0.33
-    num_train: int = 20000
-    num_val: int = 2000
-    num_test: int = 2000
+    num_train: int = 30000
+    num_val: int = 3000
+    num_test: int = 3000
     seed: int = 0
 
     def validate(self) -> Problems:
@@ -249,7 +249,7 @@ class TrainParams:
     epochs: int = 10
     batch_size: int = 512
     lr: float = 3e-3
-    weight_decay: float = 5e-4
+    weight_decay: float = 0.05
     schedule: str = "onecycle"
     seed: int = 0
     precision: str = "auto"
