@@ -14,7 +14,6 @@ read the HDF5 files described in docs/architecture.md and hand out `DeviceLoader
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from text_recognizer.data.emnist import check_mapping
 from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
 
 # --- augmentation --------------------------------------------------------------------------
@@ -208,13 +208,7 @@ def _check_file(path: str | os.PathLike[str]) -> Path:
 def _read_mapping(path: Path, expected: tuple[str, ...]) -> list[str]:
     """The file's `mapping` attribute, checked against metadata so labels cannot silently shift."""
     with h5py.File(path, "r") as f:
-        raw = f.attrs.get("mapping")
-    if raw is None:
-        raise ValueError(f"{path} has no 'mapping' attribute")
-    mapping = json.loads(raw)
-    if tuple(mapping) != expected:
-        raise ValueError(f"{path}: mapping {mapping[:6]}... differs from text_recognizer.metadata's")
-    return mapping
+        return check_mapping(f, expected)
 
 
 class _DeviceDataModule(pl.LightningDataModule):

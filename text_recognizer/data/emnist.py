@@ -165,8 +165,8 @@ def build_emnist_hdf5(
     return {split: len(data[1]) for split, data in splits.items()}
 
 
-def check_mapping(f: h5py.File, expected: tuple[str, ...] = EMNIST_CLASSES) -> None:
-    """The file's `mapping` attribute must equal `expected`: labels mean nothing otherwise."""
+def check_mapping(f: h5py.File, expected: tuple[str, ...] = EMNIST_CLASSES) -> list[str]:
+    """The file's `mapping` attribute, which must equal `expected`: labels mean nothing otherwise."""
     if "mapping" not in f.attrs:
         raise ValueError(f"{f.filename}: no 'mapping' attribute; not a file written by this project")
     raw = f.attrs["mapping"]
@@ -179,6 +179,7 @@ def check_mapping(f: h5py.File, expected: tuple[str, ...] = EMNIST_CLASSES) -> N
             f"{f.filename}: stored class mapping {''.join(map(str, mapping))!r} differs from the expected "
             f"{''.join(expected)!r}; rebuild the file with this version of the code"
         )
+    return list(mapping)
 
 
 def read_emnist_h5(path: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray]:

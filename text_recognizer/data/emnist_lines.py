@@ -351,12 +351,6 @@ def build_emnist_lines(
 # --- looking at it ---------------------------------------------------------------------------
 
 
-def _check_lines_file(f: h5py.File, path: Path) -> None:
-    raw = f.attrs.get("mapping")
-    if raw is None or json.loads(raw) != list(LINE_TOKENS):
-        raise ValueError(f"{path}: missing or different 'mapping' attribute; not an emnist_lines.h5 of this version")
-
-
 def save_sample_grid(
     lines_h5: str | os.PathLike[str], png_path: str | os.PathLike[str], *, split: str = "test", n: int = 8
 ) -> None:
@@ -370,7 +364,7 @@ def save_sample_grid(
 
     lines_h5 = Path(lines_h5)
     with h5py.File(lines_h5, "r") as f:
-        _check_lines_file(f, lines_h5)
+        check_mapping(f, LINE_TOKENS)
         if split not in f:
             raise ValueError(f"{lines_h5}: no split {split!r}")
         count = min(n, len(f[split]["images"]))
@@ -400,7 +394,7 @@ def lines_stats(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     path = Path(path)
     stats: dict[str, dict[str, Any]] = {}
     with h5py.File(path, "r") as f:
-        _check_lines_file(f, path)
+        check_mapping(f, LINE_TOKENS)
         for split in SPLITS:
             if split not in f:
                 continue
