@@ -119,36 +119,24 @@ def test_invalid_values_fail_before_training(repo: PipelineRepo, bad: str):
     assert digest(repo.path / "models/cnn.pt") == before
 
 
+def run_cli(repo: PipelineRepo, *args: str) -> subprocess.CompletedProcess[str]:
+    """`text-recognizer ARGS` in the pipeline repo, with its code."""
+    cmd = [sys.executable, "-m", "text_recognizer.cli", *args]
+    return subprocess.run(cmd, cwd=repo.path, env=repo.env, capture_output=True, text=True)
+
+
 def test_predict_reads_a_generated_line(repo: PipelineRepo, tmp_path: Path):
     with h5py.File(repo.path / "data/processed/emnist_lines.h5") as f:
         line = np.asarray(f["test/images"][0])
     image = tmp_path / "line.png"
     Image.fromarray(255 - line).save(image)  # dark ink on white paper, as a scan would be
-    result = subprocess.run(
-        [sys.executable, "-m", "text_recognizer.cli", "predict", str(image), "--model", "models/line_cnn.pt"],
-        cwd=repo.path,
-        env=repo.env,
-        capture_output=True,
-        text=True,
-    )
+    result = run_cli(repo, "predict", str(image), "--model", "models/line_cnn.pt")
     assert result.returncode == 0, result.stderr
     text = result.stdout.rstrip("\n")
     assert set(text) <= LINE_CHARSET
-    wrong = subprocess.run(
-        [sys.executable, "-m", "text_recognizer.cli", "predict", str(image), "--model", "models/cnn.pt"],
-        cwd=repo.path,
-        env=repo.env,
-        capture_output=True,
-        text=True,
-    )
-    assert wrong.returncode == 0  # a char model reads the image as one glyph
-    missing = subprocess.run(
-        [sys.executable, "-m", "text_recognizer.cli", "predict", "nope.png"],
-        cwd=repo.path,
-        env=repo.env,
-        capture_output=True,
-        text=True,
-    )
+    as_glyph = run_cli(repo, "predict", str(image), "--model", "models/cnn.pt")
+    assert as_glyph.returncode == 0  # a char model reads the image as one glyph
+    missing = run_cli(repo, "predict", "nope.png")
     assert missing.returncode == 1 and "nope.png" in missing.stderr
 
 
