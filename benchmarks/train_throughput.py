@@ -267,7 +267,8 @@ class Setup:
 
     def optimizer(self, model: nn.Module, run: TrainParams) -> torch.optim.Optimizer:
         # The project's AdamW and parameter groups; the schedule (if any) is added by the caller.
-        return configure_adamw(None, model, lr=run.lr, weight_decay=run.weight_decay, schedule="constant")["optimizer"]  # type: ignore[arg-type]
+        kwargs = {"lr": run.lr, "weight_decay": run.weight_decay, "warmup_fraction": run.warmup_fraction}
+        return configure_adamw(None, model, schedule="constant", **kwargs)["optimizer"]  # type: ignore[arg-type]
 
 
 def make_glyphs(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -495,7 +496,10 @@ def fit_project(s: Setup, width: int, run: TrainParams, train, val, target: floa
     optimizer = s.optimizer(model, run)
     scheduler = None
     if run.schedule == "onecycle":  # as configure_adamw: over all the run's steps, stepped once per batch
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=run.lr, total_steps=run.epochs * len(loader))
+        total_steps = run.epochs * len(loader)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=run.lr, total_steps=total_steps, pct_start=run.warmup_fraction
+        )
     for epoch in range(run.epochs):
         for batch in loader:
             train_step(model, optimizer, char_loss, batch, s.amp)
@@ -520,7 +524,8 @@ def part_c(s: Setup, train, held_out, epochs: int, budget_factor: float, run: Tr
         f"62 classes; training time only (evaluation after each epoch, off the clock)"
     )
     print(
-        f"   project: batch {run.batch_size}, AdamW lr {run.lr} wd {run.weight_decay}, {run.schedule} over "
+        f"   project: batch {run.batch_size}, AdamW lr {run.lr} wd {run.weight_decay}, {run.schedule} "
+        f"(warm-up {run.warmup_fraction:.0%}) over "
         f"{run.epochs} epochs, augment {run.augment}; budget {budget_factor}x the baseline's time to its best"
     )
     val = (torch.from_numpy(held_out[0]).to(s.device), torch.from_numpy(held_out[1].astype(np.int64)).to(s.device))

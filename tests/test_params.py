@@ -42,6 +42,7 @@ def test_params_yaml_has_every_key_of_every_section():
         (P.TrainParams, "train_cnn", {"lr": -0.1}, "train_cnn.lr must be > 0"),
         (P.TrainParams, "train_cnn", {"accelerator": "tpu"}, "train_cnn.accelerator must be one of"),
         (P.TrainParams, "train_cnn", {"compile": 1}, "train_cnn.compile must be bool"),
+        (P.TrainParams, "train_line_cnn", {"warmup_fraction": 1.0}, "train_line_cnn.warmup_fraction must be > 0"),
         (P.EmnistLinesParams, "emnist_lines", {"min_overlap": 0.5, "max_overlap": 0.2}, "emnist_lines.min_overlap"),
         (P.EmnistLinesParams, "emnist_lines", {"max_overlap": 1.0}, "emnist_lines.max_overlap must be < 1"),
         (P.EmnistLinesParams, "emnist_lines", {"max_length": 0}, "emnist_lines.max_length must be >= 1"),

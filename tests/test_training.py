@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -21,6 +22,7 @@ from text_recognizer.data.device_loader import (
     augment_batch,
 )
 from text_recognizer.data.synthetic import render_glyphs
+from text_recognizer.lit_models.classifier import configure_adamw
 from text_recognizer.lit_models.ctc import character_error_rate, greedy_decode, indices_to_text, labels_to_texts
 from text_recognizer.metadata import (
     EMNIST_CLASSES,
@@ -239,3 +241,23 @@ def test_missing_data_fails_before_writing_anything(tmp_path: Path) -> None:
             log_dir=tmp_path / "live",
         )
     assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("warmup_fraction", [0.1, 0.3])
+def test_onecycle_peaks_after_the_warmup_fraction_of_the_steps(warmup_fraction: float) -> None:
+    """The learning rate rises to `lr` over warmup_fraction of the run, then falls to near zero."""
+    model = torch.nn.Linear(4, 2)
+    lit = SimpleNamespace(trainer=SimpleNamespace(estimated_stepping_batches=100))
+    config = configure_adamw(
+        lit, model, lr=0.01, weight_decay=0.0, schedule="onecycle", warmup_fraction=warmup_fraction
+    )
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    peak = max(range(100), key=rates.__getitem__)
+    assert abs(peak - warmup_fraction * 100) <= 1
+    assert rates[peak] == pytest.approx(0.01)
+    assert rates[0] < 0.01 / 10 and rates[-1] < 0.01 / 100

@@ -251,6 +251,7 @@ class TrainParams:
     lr: float = 3e-3
     weight_decay: float = 0.05
     schedule: str = "onecycle"
+    warmup_fraction: float = 0.1  # onecycle only: share of the steps spent warming up to lr
     seed: int = 0
     precision: str = "auto"
     accelerator: str = "auto"
@@ -271,6 +272,12 @@ class TrainParams:
             self.schedule in ("onecycle", "constant"),
             "schedule",
             f"must be 'onecycle' or 'constant', got {self.schedule!r}",
+        )
+        _require(
+            p,
+            0 < self.warmup_fraction < 1,
+            "warmup_fraction",
+            f"must be > 0 and < 1, got {self.warmup_fraction}",
         )
         _require(p, self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
         _require(

@@ -65,7 +65,12 @@ def train_char_model(
     pl.seed_everything(run.seed, workers=True)  # before the weights are drawn
     network = prepare_network(ResNetClassifier(**model_kwargs), hardware, compile=run.compile)
     lit = CharClassifier(
-        network, lr=run.lr, weight_decay=run.weight_decay, schedule=run.schedule, num_classes=len(mapping)
+        network,
+        lr=run.lr,
+        weight_decay=run.weight_decay,
+        schedule=run.schedule,
+        warmup_fraction=run.warmup_fraction,
+        num_classes=len(mapping),
     )
     return fit_and_save(
         lit,
@@ -103,7 +108,13 @@ def train_line_model(
 
     pl.seed_everything(run.seed, workers=True)  # before the weights are drawn
     network = prepare_network(LineCNN(**model_kwargs), hardware, compile=run.compile)
-    lit = LineRecognizer(network, lr=run.lr, weight_decay=run.weight_decay, schedule=run.schedule)
+    lit = LineRecognizer(
+        network,
+        lr=run.lr,
+        weight_decay=run.weight_decay,
+        schedule=run.schedule,
+        warmup_fraction=run.warmup_fraction,
+    )
     return fit_and_save(
         lit,
         datamodule,

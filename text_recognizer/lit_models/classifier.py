@@ -24,13 +24,19 @@ LABEL_SMOOTHING = 0.1
 
 
 def configure_adamw(
-    module: pl.LightningModule, model: nn.Module, *, lr: float, weight_decay: float, schedule: str
+    module: pl.LightningModule,
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    schedule: str,
+    warmup_fraction: float,
 ) -> dict[str, Any]:
     """AdamW (decay on weight matrices and kernels only, not on biases or norms) plus the schedule.
 
-    "onecycle": warm up to `lr`, then anneal, over the trainer's total number of optimiser
-    steps (epochs, limit_train_batches and devices included), stepping once per batch.
-    "constant": `lr` throughout.
+    "onecycle": warm up to `lr` over the first `warmup_fraction` of the trainer's optimiser
+    steps (epochs, limit_train_batches and devices included), then anneal (cosine), stepping
+    once per batch. "constant": `lr` throughout.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -43,7 +49,9 @@ def configure_adamw(
     if schedule != "onecycle":
         raise ValueError(f"schedule must be 'onecycle' or 'constant', got {schedule!r}")
     total_steps = max(1, int(module.trainer.estimated_stepping_batches))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=total_steps, pct_start=warmup_fraction
+    )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -57,6 +65,7 @@ class CharClassifier(pl.LightningModule):
         lr: float = 3e-3,
         weight_decay: float = 5e-4,
         schedule: str = "onecycle",
+        warmup_fraction: float = 0.1,
         num_classes: int = NUM_EMNIST_CLASSES,
         label_smoothing: float = LABEL_SMOOTHING,
     ) -> None:
@@ -65,6 +74,7 @@ class CharClassifier(pl.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.schedule = schedule
+        self.warmup_fraction = warmup_fraction
         self.label_smoothing = label_smoothing
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
 
@@ -86,4 +96,11 @@ class CharClassifier(pl.LightningModule):
         self.log("val/acc", self.val_acc, on_epoch=True, batch_size=len(y))  # the metric syncs itself
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_adamw(self, self.model, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule)
+        return configure_adamw(
+            self,
+            self.model,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            schedule=self.schedule,
+            warmup_fraction=self.warmup_fraction,
+        )

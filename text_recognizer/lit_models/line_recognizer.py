@@ -39,13 +39,20 @@ class LineRecognizer(pl.LightningModule):
     """CTC training of `model`; logs train/loss, val/loss, val/cer and val/line_acc once per epoch."""
 
     def __init__(
-        self, model: nn.Module, *, lr: float = 3e-3, weight_decay: float = 5e-4, schedule: str = "onecycle"
+        self,
+        model: nn.Module,
+        *,
+        lr: float = 3e-3,
+        weight_decay: float = 5e-4,
+        schedule: str = "onecycle",
+        warmup_fraction: float = 0.3,
     ) -> None:
         super().__init__()
         self.model = model
         self.lr = lr
         self.weight_decay = weight_decay
         self.schedule = schedule
+        self.warmup_fraction = warmup_fraction
         self.val_cer = CorpusCER()
         self.val_line_acc = torchmetrics.MeanMetric()
 
@@ -71,4 +78,11 @@ class LineRecognizer(pl.LightningModule):
         self.log("val/line_acc", self.val_line_acc, on_epoch=True, batch_size=len(x))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_adamw(self, self.model, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule)
+        return configure_adamw(
+            self,
+            self.model,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            schedule=self.schedule,
+            warmup_fraction=self.warmup_fraction,
+        )
