@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # The offline demo: generated inputs, and networks and epochs small enough for a laptop CPU.
 OFFLINE_PARAMS ?= -S data.source=synthetic \
 	-S emnist_lines.num_train=3000 -S emnist_lines.num_val=300 -S emnist_lines.num_test=300 \
-	-S model.width=16 -S train_cnn.epochs=4 \
+	-S model.width=16 -S train_cnn.epochs=4 -S train_cnn.batch_size=256 \
 	-S line_model.width=16 -S line_model.fc_dim=64 \
 	-S train_line_cnn.epochs=12 -S train_line_cnn.batch_size=64 -S train_line_cnn.lr=0.005
 

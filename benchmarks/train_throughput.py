@@ -60,7 +60,7 @@ from torch.utils.data import DataLoader, Dataset
 from text_recognizer.data.device_loader import CHAR_AUGMENTATION, LINE_AUGMENTATION, DeviceLoader
 from text_recognizer.data.emnist_lines import encode_texts, render_lines
 from text_recognizer.data.synthetic import render_glyphs
-from text_recognizer.lit_models.classifier import LABEL_SMOOTHING, configure_adamw
+from text_recognizer.lit_models.classifier import LABEL_SMOOTHING, configure_adamw, one_cycle
 from text_recognizer.lit_models.ctc import ctc_loss
 from text_recognizer.metadata import EMNIST_CLASSES, NUM_EMNIST_CLASSES
 from text_recognizer.models.line_cnn import LineCNN
@@ -496,10 +496,7 @@ def fit_project(s: Setup, width: int, run: TrainParams, train, val, target: floa
     optimizer = s.optimizer(model, run)
     scheduler = None
     if run.schedule == "onecycle":  # as configure_adamw: over all the run's steps, stepped once per batch
-        total_steps = run.epochs * len(loader)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=run.lr, total_steps=total_steps, pct_start=run.warmup_fraction
-        )
+        scheduler = one_cycle(optimizer, run.lr, run.epochs * len(loader), run.warmup_fraction)
     for epoch in range(run.epochs):
         for batch in loader:
             train_step(model, optimizer, char_loss, batch, s.amp)

@@ -261,3 +261,23 @@ def test_onecycle_peaks_after_the_warmup_fraction_of_the_steps(warmup_fraction: 
     assert abs(peak - warmup_fraction * 100) <= 1
     assert rates[peak] == pytest.approx(0.01)
     assert rates[0] < 0.01 / 10 and rates[-1] < 0.01 / 100
+
+
+@pytest.mark.parametrize("total_steps", [1, 3, 4, 5, 10, 19])
+def test_onecycle_survives_runs_of_a_few_steps(total_steps: int) -> None:
+    """A tiny run (few batches, warm-up of 10 %) trains instead of dividing by zero in OneCycleLR."""
+    model = torch.nn.Linear(4, 2)
+    lit = SimpleNamespace(trainer=SimpleNamespace(estimated_stepping_batches=total_steps))
+    config = configure_adamw(lit, model, lr=0.01, weight_decay=0.0, schedule="onecycle", warmup_fraction=0.1)
+    optimizer = config["optimizer"]
+    scheduler = config["lr_scheduler"]["scheduler"] if "lr_scheduler" in config else None
+    rates = []
+    for _ in range(total_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    assert all(0 < rate <= 0.01 * (1 + 1e-9) for rate in rates)
+    assert (scheduler is None) == (total_steps < 4)
+    if scheduler is not None:
+        assert max(rates) == pytest.approx(0.01) and rates[0] < 0.01 and rates[-1] < 0.01

@@ -23,6 +23,20 @@ from text_recognizer.metadata import NUM_EMNIST_CLASSES
 LABEL_SMOOTHING = 0.1
 
 
+def one_cycle(
+    optimizer: torch.optim.Optimizer, lr: float, total_steps: int, warmup_fraction: float
+) -> torch.optim.lr_scheduler.OneCycleLR | None:
+    """OneCycleLR to be stepped once per batch; None (keep `lr`) for runs under 4 steps.
+
+    The warm-up is kept between 2 steps and all but the last 2: PyTorch's OneCycleLR divides by
+    zero when either phase is empty, which a 10 % warm-up of a short test run would give.
+    """
+    if total_steps < 4:
+        return None
+    pct_start = min(max(warmup_fraction, 2 / total_steps), (total_steps - 2) / total_steps)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
+
+
 def configure_adamw(
     module: pl.LightningModule,
     model: nn.Module,
@@ -48,10 +62,9 @@ def configure_adamw(
         return {"optimizer": optimizer}
     if schedule != "onecycle":
         raise ValueError(f"schedule must be 'onecycle' or 'constant', got {schedule!r}")
-    total_steps = max(1, int(module.trainer.estimated_stepping_batches))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=total_steps, pct_start=warmup_fraction
-    )
+    scheduler = one_cycle(optimizer, lr, int(module.trainer.estimated_stepping_batches), warmup_fraction)
+    if scheduler is None:
+        return {"optimizer": optimizer}
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
