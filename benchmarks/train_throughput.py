@@ -60,8 +60,9 @@ from torch.utils.data import DataLoader, Dataset
 from text_recognizer.data.device_loader import CHAR_AUGMENTATION, LINE_AUGMENTATION, DeviceLoader
 from text_recognizer.data.emnist_lines import encode_texts, render_lines
 from text_recognizer.data.synthetic import render_glyphs
-from text_recognizer.lit_models.classifier import LABEL_SMOOTHING, configure_adamw, one_cycle
+from text_recognizer.lit_models.classifier import LABEL_SMOOTHING
 from text_recognizer.lit_models.ctc import ctc_loss
+from text_recognizer.lit_models.optim import configure_adamw, one_cycle
 from text_recognizer.metadata import EMNIST_CLASSES, NUM_EMNIST_CLASSES
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier
@@ -73,7 +74,7 @@ from text_recognizer.params import (
     from_dict,
     load_params,
 )
-from text_recognizer.training import Hardware, prepare_network
+from text_recognizer.training import Hardware, adamw_settings, prepare_network
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_BATCH = 128  # the FSDL labs' default batch size
@@ -267,8 +268,8 @@ class Setup:
 
     def optimizer(self, model: nn.Module, run: TrainParams) -> torch.optim.Optimizer:
         # The project's AdamW and parameter groups; the schedule (if any) is added by the caller.
-        kwargs = {"lr": run.lr, "weight_decay": run.weight_decay, "warmup_fraction": run.warmup_fraction}
-        return configure_adamw(None, model, schedule="constant", **kwargs)["optimizer"]  # type: ignore[arg-type]
+        settings = dataclasses.replace(adamw_settings(run), schedule="constant")
+        return configure_adamw(None, model, settings)["optimizer"]
 
 
 def make_glyphs(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,8 +22,8 @@ from text_recognizer.data.device_loader import (
     augment_batch,
 )
 from text_recognizer.data.synthetic import render_glyphs
-from text_recognizer.lit_models.classifier import configure_adamw
 from text_recognizer.lit_models.ctc import character_error_rate, greedy_decode, indices_to_text, labels_to_texts
+from text_recognizer.lit_models.optim import AdamWSettings, configure_adamw
 from text_recognizer.metadata import (
     EMNIST_CLASSES,
     GLYPH_SIZE,
@@ -248,9 +248,7 @@ def test_onecycle_peaks_after_the_warmup_fraction_of_the_steps(warmup_fraction: 
     """The learning rate rises to `lr` over warmup_fraction of the run, then falls to near zero."""
     model = torch.nn.Linear(4, 2)
     lit = SimpleNamespace(trainer=SimpleNamespace(estimated_stepping_batches=100))
-    config = configure_adamw(
-        lit, model, lr=0.01, weight_decay=0.0, schedule="onecycle", warmup_fraction=warmup_fraction
-    )
+    config = configure_adamw(lit, model, AdamWSettings(lr=0.01, weight_decay=0.0, warmup_fraction=warmup_fraction))
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     rates = []
     for _ in range(100):
@@ -268,7 +266,7 @@ def test_onecycle_survives_runs_of_a_few_steps(total_steps: int) -> None:
     """A tiny run (few batches, warm-up of 10 %) trains instead of dividing by zero in OneCycleLR."""
     model = torch.nn.Linear(4, 2)
     lit = SimpleNamespace(trainer=SimpleNamespace(estimated_stepping_batches=total_steps))
-    config = configure_adamw(lit, model, lr=0.01, weight_decay=0.0, schedule="onecycle", warmup_fraction=0.1)
+    config = configure_adamw(lit, model, AdamWSettings(lr=0.01, weight_decay=0.0, warmup_fraction=0.1))
     optimizer = config["optimizer"]
     scheduler = config["lr_scheduler"]["scheduler"] if "lr_scheduler" in config else None
     rates = []

@@ -42,12 +42,19 @@ from text_recognizer.data.device_loader import EmnistDataModule, EmnistLinesData
 from text_recognizer.io import atomic_path
 from text_recognizer.lit_models.classifier import CharClassifier
 from text_recognizer.lit_models.line_recognizer import LineRecognizer
+from text_recognizer.lit_models.optim import AdamWSettings
 from text_recognizer.models.line_cnn import LineCNN, output_length
 from text_recognizer.models.resnet import ResNetClassifier
 from text_recognizer.params import LineModelParams, ModelParams, ParamError, TrainParams
 
 PathLike = str | os.PathLike[str]
 CHAR_SECTION, LINE_SECTION = "train_cnn", "train_line_cnn"  # their params.yaml sections, named in errors
+
+
+def adamw_settings(run: TrainParams) -> AdamWSettings:
+    return AdamWSettings(
+        lr=run.lr, weight_decay=run.weight_decay, schedule=run.schedule, warmup_fraction=run.warmup_fraction
+    )
 
 
 def train_char_model(
@@ -64,14 +71,7 @@ def train_char_model(
 
     pl.seed_everything(run.seed, workers=True)  # before the weights are drawn
     network = prepare_network(ResNetClassifier(**model_kwargs), hardware, compile=run.compile)
-    lit = CharClassifier(
-        network,
-        lr=run.lr,
-        weight_decay=run.weight_decay,
-        schedule=run.schedule,
-        warmup_fraction=run.warmup_fraction,
-        num_classes=len(mapping),
-    )
+    lit = CharClassifier(network, optimizer=adamw_settings(run), num_classes=len(mapping))
     return fit_and_save(
         lit,
         datamodule,
@@ -108,13 +108,7 @@ def train_line_model(
 
     pl.seed_everything(run.seed, workers=True)  # before the weights are drawn
     network = prepare_network(LineCNN(**model_kwargs), hardware, compile=run.compile)
-    lit = LineRecognizer(
-        network,
-        lr=run.lr,
-        weight_decay=run.weight_decay,
-        schedule=run.schedule,
-        warmup_fraction=run.warmup_fraction,
-    )
+    lit = LineRecognizer(network, optimizer=adamw_settings(run))
     return fit_and_save(
         lit,
         datamodule,

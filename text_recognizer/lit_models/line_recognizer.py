@@ -9,8 +9,8 @@ import torch
 import torchmetrics
 from torch import nn
 
-from text_recognizer.lit_models.classifier import configure_adamw
 from text_recognizer.lit_models.ctc import ctc_loss, edit_distance, greedy_decode, indices_to_text, labels_to_texts
+from text_recognizer.lit_models.optim import AdamWSettings, configure_adamw
 
 
 class CorpusCER(torchmetrics.Metric):
@@ -38,21 +38,10 @@ class CorpusCER(torchmetrics.Metric):
 class LineRecognizer(pl.LightningModule):
     """CTC training of `model`; logs train/loss, val/loss, val/cer and val/line_acc once per epoch."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        lr: float = 3e-3,
-        weight_decay: float = 5e-4,
-        schedule: str = "onecycle",
-        warmup_fraction: float = 0.3,
-    ) -> None:
+    def __init__(self, model: nn.Module, *, optimizer: AdamWSettings) -> None:
         super().__init__()
         self.model = model
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.warmup_fraction = warmup_fraction
+        self.optimizer_settings = optimizer
         self.val_cer = CorpusCER()
         self.val_line_acc = torchmetrics.MeanMetric()
 
@@ -78,11 +67,4 @@ class LineRecognizer(pl.LightningModule):
         self.log("val/line_acc", self.val_line_acc, on_epoch=True, batch_size=len(x))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_adamw(
-            self,
-            self.model,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            schedule=self.schedule,
-            warmup_fraction=self.warmup_fraction,
-        )
+        return configure_adamw(self, self.model, self.optimizer_settings)
