@@ -28,6 +28,7 @@ def test_resnet_output_shape_and_downsampling(num_blocks, width):
     side = {1: 14, 2: 7, 3: 4}[stages]  # after the stride-2 stem
     assert features.shape == (3, width * 2 ** (stages - 1), side, side)
     assert len(model.blocks) == num_blocks
+    assert model.head.in_features == model.out_channels * 4 * 4  # a 4x4 grid, not one global average
     assert model(torch.rand(3, 1, 28, 28)).shape == (3, 62)
 
 
@@ -166,6 +167,18 @@ def test_checkpoint_missing_garbage_and_foreign_files(tmp_path):
     torch.save({"weights": torch.zeros(2)}, foreign)
     with pytest.raises(CheckpointError, match=r"foreign\.pt is not a text-recognizer checkpoint"):
         load_checkpoint(foreign)
+
+
+def test_checkpoint_of_an_older_format_asks_for_retraining(tmp_path):
+    path = tmp_path / "cnn.pt"
+    model = ResNetClassifier(width=4)
+    save_checkpoint(path, kind="char", model_kwargs={"width": 4}, state_dict=model.state_dict(), mapping=EMNIST_CLASSES)
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "format": "text-recognizer/1"}, path)
+    with pytest.raises(
+        CheckpointError, match=r"cnn\.pt was written in checkpoint format 'text-recognizer/1'.*dvc repro"
+    ):
+        load_checkpoint(path)
 
 
 def test_checkpoint_mismatched_weights(tmp_path):

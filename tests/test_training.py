@@ -33,7 +33,7 @@ from text_recognizer.metadata import (
 )
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.params import LineModelParams, ModelParams, TrainParams
-from text_recognizer.training import resolve_hardware, train_char_model, train_line_model
+from text_recognizer.training import adamw_settings, resolve_hardware, train_char_model, train_line_model
 
 # --- small offline data files ---------------------------------------------------------------------
 
@@ -248,7 +248,9 @@ def test_onecycle_peaks_after_the_warmup_fraction_of_the_steps(warmup_fraction: 
     """The learning rate rises to `lr` over warmup_fraction of the run, then falls to near zero."""
     model = torch.nn.Linear(4, 2)
     lit = SimpleNamespace(trainer=SimpleNamespace(estimated_stepping_batches=100))
-    config = configure_adamw(lit, model, AdamWSettings(lr=0.01, weight_decay=0.0, warmup_fraction=warmup_fraction))
+    config = configure_adamw(
+        lit, model, AdamWSettings(lr=0.01, weight_decay=0.0, schedule="onecycle", warmup_fraction=warmup_fraction)
+    )
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     rates = []
     for _ in range(100):
@@ -266,7 +268,9 @@ def test_onecycle_survives_runs_of_a_few_steps(total_steps: int) -> None:
     """A tiny run (few batches, warm-up of 10 %) trains instead of dividing by zero in OneCycleLR."""
     model = torch.nn.Linear(4, 2)
     lit = SimpleNamespace(trainer=SimpleNamespace(estimated_stepping_batches=total_steps))
-    config = configure_adamw(lit, model, AdamWSettings(lr=0.01, weight_decay=0.0, warmup_fraction=0.1))
+    config = configure_adamw(
+        lit, model, AdamWSettings(lr=0.01, weight_decay=0.0, schedule="onecycle", warmup_fraction=0.1)
+    )
     optimizer = config["optimizer"]
     scheduler = config["lr_scheduler"]["scheduler"] if "lr_scheduler" in config else None
     rates = []
@@ -279,3 +283,8 @@ def test_onecycle_survives_runs_of_a_few_steps(total_steps: int) -> None:
     assert (scheduler is None) == (total_steps < 4)
     if scheduler is not None:
         assert max(rates) == pytest.approx(0.01) and rates[0] < 0.01 and rates[-1] < 0.01
+
+
+def test_train_params_reach_the_optimizer_settings() -> None:
+    run = TrainParams(lr=0.02, weight_decay=0.01, schedule="constant", warmup_fraction=0.25)
+    assert adamw_settings(run) == AdamWSettings(lr=0.02, weight_decay=0.01, schedule="constant", warmup_fraction=0.25)

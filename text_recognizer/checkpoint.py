@@ -3,7 +3,7 @@
 A checkpoint is a plain dict saved with torch.save and read back with `weights_only=True`
 (no arbitrary unpickling):
 
-    {"format": "text-recognizer/1", "kind": "char" | "line", "model_kwargs": {...},
+    {"format": "text-recognizer/2", "kind": "char" | "line", "model_kwargs": {...},
      "mapping": [...], "state_dict": {...}, "extra": {...}}
 
 `kind` picks the network class (char -> ResNetClassifier, line -> LineCNN), `model_kwargs`
@@ -28,7 +28,7 @@ from text_recognizer.io import atomic_path
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier
 
-FORMAT = "text-recognizer/1"
+FORMAT = "text-recognizer/2"  # 2: ResNetClassifier with a stride-2 stem and a 4x4-grid head
 Kind = Literal["char", "line"]
 MODEL_CLASSES: dict[str, type[nn.Module]] = {"char": ResNetClassifier, "line": LineCNN}
 _COMPILE_PREFIX = re.compile(r"(^|\.)_orig_mod\.")
@@ -135,7 +135,13 @@ def load_checkpoint(
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         raise CheckpointError(f"{path} is not a readable torch checkpoint: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    found_format = payload.get("format") if isinstance(payload, dict) else None
+    if isinstance(found_format, str) and found_format.startswith("text-recognizer/") and found_format != FORMAT:
+        raise CheckpointError(
+            f"{path} was written in checkpoint format {found_format!r}, whose networks this version does not build "
+            f"(it reads {FORMAT!r}): train the model again (dvc repro)"
+        )
+    if not isinstance(payload, dict) or found_format != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
             f"{path} is not a text-recognizer checkpoint (format {FORMAT!r} expected, found {found!r})"

@@ -12,12 +12,15 @@ from torch import nn
 
 @dataclasses.dataclass(frozen=True)
 class AdamWSettings:
-    """The optimiser part of a train_* params section (see TrainParams for the meaning of each key)."""
+    """The optimiser part of a train_* params section (see TrainParams for the meaning of each key).
 
-    lr: float = 3e-3
-    weight_decay: float = 0.05
-    schedule: str = "onecycle"
-    warmup_fraction: float = 0.1
+    No defaults: the values come from params.yaml through TrainParams, so there is one set of defaults.
+    """
+
+    lr: float
+    weight_decay: float
+    schedule: str
+    warmup_fraction: float
 
 
 def one_cycle(
