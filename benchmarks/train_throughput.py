@@ -62,7 +62,7 @@ from text_recognizer.data.emnist_lines import encode_texts, render_lines
 from text_recognizer.data.synthetic import render_glyphs
 from text_recognizer.lit_models.classifier import LABEL_SMOOTHING
 from text_recognizer.lit_models.ctc import ctc_loss
-from text_recognizer.lit_models.optim import configure_adamw, one_cycle
+from text_recognizer.lit_models.optim import configure_adamw
 from text_recognizer.metadata import EMNIST_CLASSES, NUM_EMNIST_CLASSES
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier
@@ -267,9 +267,9 @@ class Setup:
         return prepare_network(net, self.hardware, compile=False).to(self.device)
 
     def optimizer(self, model: nn.Module, run: TrainParams) -> torch.optim.Optimizer:
-        # The project's AdamW and parameter groups; the schedule (if any) is added by the caller.
+        # The project's AdamW and parameter groups at a constant lr: (b) and the warm-ups time steps, not a schedule.
         settings = dataclasses.replace(adamw_settings(run), schedule="constant")
-        return configure_adamw(None, model, settings)["optimizer"]
+        return configure_adamw(model, settings, total_steps=1)["optimizer"]
 
 
 def make_glyphs(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -494,10 +494,9 @@ def fit_project(s: Setup, width: int, run: TrainParams, train, val, target: floa
     clock, curve = Clock(s.device), []
     clock.go()
     loader = project_loader(s, train, run.batch_size, aug)  # copying the uint8 data over is on the clock
-    optimizer = s.optimizer(model, run)
-    scheduler = None
-    if run.schedule == "onecycle":  # as configure_adamw: over all the run's steps, stepped once per batch
-        scheduler = one_cycle(optimizer, run.lr, run.epochs * len(loader), run.warmup_fraction)
+    config = configure_adamw(model, adamw_settings(run), total_steps=run.epochs * len(loader))
+    optimizer = config["optimizer"]
+    scheduler = config["lr_scheduler"]["scheduler"] if "lr_scheduler" in config else None  # stepped once per batch
     for epoch in range(run.epochs):
         for batch in loader:
             train_step(model, optimizer, char_loss, batch, s.amp)

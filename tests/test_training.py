@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -247,9 +246,10 @@ def test_missing_data_fails_before_writing_anything(tmp_path: Path) -> None:
 def test_onecycle_peaks_after_the_warmup_fraction_of_the_steps(warmup_fraction: float) -> None:
     """The learning rate rises to `lr` over warmup_fraction of the run, then falls to near zero."""
     model = torch.nn.Linear(4, 2)
-    lit = SimpleNamespace(trainer=SimpleNamespace(estimated_stepping_batches=100))
     config = configure_adamw(
-        lit, model, AdamWSettings(lr=0.01, weight_decay=0.0, schedule="onecycle", warmup_fraction=warmup_fraction)
+        model,
+        AdamWSettings(lr=0.01, weight_decay=0.0, schedule="onecycle", warmup_fraction=warmup_fraction),
+        total_steps=100,
     )
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     rates = []
@@ -267,9 +267,10 @@ def test_onecycle_peaks_after_the_warmup_fraction_of_the_steps(warmup_fraction: 
 def test_onecycle_survives_runs_of_a_few_steps(total_steps: int) -> None:
     """A tiny run (few batches, warm-up of 10 %) trains instead of dividing by zero in OneCycleLR."""
     model = torch.nn.Linear(4, 2)
-    lit = SimpleNamespace(trainer=SimpleNamespace(estimated_stepping_batches=total_steps))
     config = configure_adamw(
-        lit, model, AdamWSettings(lr=0.01, weight_decay=0.0, schedule="onecycle", warmup_fraction=0.1)
+        model,
+        AdamWSettings(lr=0.01, weight_decay=0.0, schedule="onecycle", warmup_fraction=0.1),
+        total_steps=total_steps,
     )
     optimizer = config["optimizer"]
     scheduler = config["lr_scheduler"]["scheduler"] if "lr_scheduler" in config else None

@@ -59,4 +59,5 @@ class CharClassifier(pl.LightningModule):
         self.log("val/acc", self.val_acc, on_epoch=True, batch_size=len(y))  # the metric syncs itself
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_adamw(self, self.model, self.optimizer_settings)
+        # estimated_stepping_batches counts epochs, limit_train_batches and devices
+        return configure_adamw(self.model, self.optimizer_settings, int(self.trainer.estimated_stepping_batches))

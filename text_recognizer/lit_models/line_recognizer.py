@@ -67,4 +67,5 @@ class LineRecognizer(pl.LightningModule):
         self.log("val/line_acc", self.val_line_acc, on_epoch=True, batch_size=len(x))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_adamw(self, self.model, self.optimizer_settings)
+        # estimated_stepping_batches counts epochs, limit_train_batches and devices
+        return configure_adamw(self.model, self.optimizer_settings, int(self.trainer.estimated_stepping_batches))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
@@ -37,12 +36,12 @@ def one_cycle(
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
 
 
-def configure_adamw(module: pl.LightningModule | None, model: nn.Module, settings: AdamWSettings) -> dict[str, Any]:
-    """AdamW (decay on weight matrices and kernels only, not on biases or norms) plus the schedule.
+def configure_adamw(model: nn.Module, settings: AdamWSettings, total_steps: int) -> dict[str, Any]:
+    """AdamW (decay on weight matrices and kernels only, not on biases or norms) plus the schedule,
+    in the form LightningModule.configure_optimizers returns.
 
-    "onecycle": warm up to `lr` over the first `warmup_fraction` of `module.trainer`'s optimiser
-    steps (epochs, limit_train_batches and devices included), then anneal (cosine), stepping
-    once per batch. "constant": `lr` throughout.
+    "onecycle": warm up to `lr` over the first `warmup_fraction` of the run's `total_steps`
+    optimiser steps, then anneal (cosine), stepping once per batch. "constant": `lr` throughout.
     """
     lr, schedule = settings.lr, settings.schedule
     params = [p for p in model.parameters() if p.requires_grad]
@@ -55,9 +54,7 @@ def configure_adamw(module: pl.LightningModule | None, model: nn.Module, setting
         return {"optimizer": optimizer}
     if schedule != "onecycle":
         raise ValueError(f"schedule must be 'onecycle' or 'constant', got {schedule!r}")
-    if module is None:
-        raise ValueError("schedule 'onecycle' needs the LightningModule, whose trainer knows the number of steps")
-    scheduler = one_cycle(optimizer, lr, int(module.trainer.estimated_stepping_batches), settings.warmup_fraction)
+    scheduler = one_cycle(optimizer, lr, total_steps, settings.warmup_fraction)
     if scheduler is None:
         return {"optimizer": optimizer}
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
