@@ -105,6 +105,12 @@ def _check_pairs(preds: Sequence[str], targets: Sequence[str]) -> None:
         raise ValueError("no lines to score")
 
 
+def edit_counts(preds: Sequence[str], targets: Sequence[str]) -> tuple[int, int]:
+    """(total edit distance, total reference characters): the two sums a corpus-level CER divides."""
+    errors = sum(edit_distance(p, t) for p, t in zip(preds, targets, strict=True))
+    return errors, sum(len(t) for t in targets)
+
+
 def character_error_rate(preds: Sequence[str], targets: Sequence[str]) -> float:
     """Corpus-level CER: total edit distance / total reference characters (as torchmetrics' CharErrorRate).
 
@@ -112,8 +118,7 @@ def character_error_rate(preds: Sequence[str], targets: Sequence[str]) -> float:
     is empty the denominator is taken as 1 (so the CER is the number of inserted characters).
     """
     _check_pairs(preds, targets)
-    errors = sum(edit_distance(p, t) for p, t in zip(preds, targets, strict=True))
-    total = sum(len(t) for t in targets)
+    errors, total = edit_counts(preds, targets)
     return errors / max(total, 1)
 
 

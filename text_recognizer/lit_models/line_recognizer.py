@@ -9,7 +9,7 @@ import torch
 import torchmetrics
 from torch import nn
 
-from text_recognizer.lit_models.ctc import ctc_loss, edit_distance, greedy_decode, indices_to_text, labels_to_texts
+from text_recognizer.lit_models.ctc import ctc_loss, edit_counts, greedy_decode, indices_to_text, labels_to_texts
 from text_recognizer.lit_models.optim import AdamWSettings, configure_adamw
 
 
@@ -28,8 +28,9 @@ class CorpusCER(torchmetrics.Metric):
         self.add_state("chars", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: list[str], targets: list[str]) -> None:
-        self.errors += sum(edit_distance(p, t) for p, t in zip(preds, targets, strict=True))
-        self.chars += sum(len(t) for t in targets)
+        errors, chars = edit_counts(preds, targets)
+        self.errors += errors
+        self.chars += chars
 
     def compute(self) -> torch.Tensor:
         return self.errors.float() / self.chars.clamp(min=1).float()
