@@ -23,13 +23,14 @@ LINE_TOKENS: tuple[str, ...] = (BLANK_TOKEN, PAD_TOKEN, *EMNIST_CLASSES, " ")
 BLANK_INDEX = 0
 PAD_INDEX = 1
 SPACE_INDEX = LINE_TOKENS.index(" ")
+FIRST_CLASS_INDEX = PAD_INDEX + 1  # LINE_TOKENS index of EMNIST class 0; class c is at c + this
 LINE_CHARSET = frozenset(EMNIST_CLASSES) | {" "}
 CHAR_TO_LINE_INDEX = {token: i for i, token in enumerate(LINE_TOKENS) if len(token) == 1}
 
 
 def emnist_class_to_line_index(emnist_label: int) -> int:
     """Index in LINE_TOKENS of an EMNIST class label (0..61)."""
-    return emnist_label + 2
+    return emnist_label + FIRST_CLASS_INDEX
 
 
 def line_width(max_length: int) -> int:

@@ -26,11 +26,12 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from text_recognizer.data.emnist import check_mapping
+from text_recognizer.data.emnist import SPLITS, check_mapping
 from text_recognizer.data.sentences import load_brown_text, sample_phrases
 from text_recognizer.io import atomic_path
 from text_recognizer.metadata import (
     CHAR_TO_LINE_INDEX,
+    FIRST_CLASS_INDEX,
     GLYPH_SIZE,
     LINE_TOKENS,
     NUM_EMNIST_CLASSES,
@@ -40,7 +41,6 @@ from text_recognizer.metadata import (
 )
 from text_recognizer.params import EmnistLinesParams, ParamError
 
-SPLITS = ("train", "val", "test")
 CHUNK_LINES = 1024  # lines rendered and written at a time: bounds memory (1024 x 28 x 896 B = 26 MB)
 _RENDER_BLOCK = 256  # lines composited at a time inside render_lines, to stay in cache
 _COMPRESSION: dict[str, Any] = {"compression": "gzip", "compression_opts": 4}
@@ -116,7 +116,9 @@ def draw_layout(
     num_lines, max_length = labels.shape
     if num_lines and (lengths.min() < 0 or lengths.max() > max_length):
         raise ValueError(f"lengths must be in 0..{max_length}")
-    if glyph_labels.ndim != 1 or (glyph_labels.size and (glyph_labels.min() < 0 or glyph_labels.max() >= 62)):
+    if glyph_labels.ndim != 1 or (
+        glyph_labels.size and (glyph_labels.min() < 0 or glyph_labels.max() >= NUM_EMNIST_CLASSES)
+    ):
         raise ValueError("glyph_labels must be a 1-d array of EMNIST classes 0..61")
 
     in_text = np.arange(max_length) < lengths[:, None]
@@ -125,11 +127,11 @@ def draw_layout(
         raise ValueError("labels hold a blank, pad or unknown token inside the text")
     is_glyph = in_text & (tokens != SPACE_INDEX)
 
-    classes = tokens[is_glyph] - 2  # EMNIST class of each drawn character
+    classes = tokens[is_glyph] - FIRST_CLASS_INDEX  # EMNIST class of each drawn character
     counts = np.bincount(glyph_labels.astype(np.int64), minlength=NUM_EMNIST_CLASSES)
     missing = np.unique(classes[counts[classes] == 0])
     if missing.size:
-        chars = "".join(LINE_TOKENS[c + 2] for c in missing.tolist())
+        chars = "".join(LINE_TOKENS[c + FIRST_CLASS_INDEX] for c in missing.tolist())
         raise ValueError(f"the glyph pool has no glyph of class(es) {chars!r} that the text needs")
     by_class = np.argsort(glyph_labels, kind="stable")  # pool rows grouped by class
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
