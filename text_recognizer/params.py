@@ -11,7 +11,6 @@ import dataclasses
 import os
 import types
 import typing
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -92,14 +91,6 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ParamError(f"{path} must hold a mapping of sections")
     return params
-
-
-def load_section(cls: type[T], section: str, path: str | os.PathLike[str] = "params.yaml") -> T:
-    """Load and validate one section of a params file."""
-    params = load_params(path)
-    if section not in params:
-        raise ParamError(f"{Path(path)} has no section '{section}'")
-    return from_dict(cls, section, params[section])
 
 
 Problems = list[tuple[str, str]]
