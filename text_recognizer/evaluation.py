@@ -86,7 +86,7 @@ def _open_split(h5_path: str | os.PathLike[str], loaded: LoadedModel, names: Seq
         return {n: f[f"test/{n}"][()] for n in names}
 
 
-def _to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_model_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """(B, H, W) uint8 -> (B, 1, H, W) float in [0, 1] on `device` (the cast happens there)."""
     return torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True).unsqueeze(1).float().div_(255)
 
@@ -106,7 +106,7 @@ def evaluate_char(
     preds: list[torch.Tensor] = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            logits = loaded.model(_to_input(images[start : start + batch_size], dev))  # (B, num_classes)
+            logits = loaded.model(to_model_input(images[start : start + batch_size], dev))  # (B, num_classes)
             preds.append(logits.argmax(dim=1).cpu())
     y_pred = torch.cat(preds).numpy().astype(np.int64) if preds else np.zeros(0, dtype=np.int64)
     num_classes = len(loaded.mapping)
@@ -143,7 +143,7 @@ def evaluate_lines(
     preds: list[str] = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            logits = loaded.model(_to_input(images[start : start + batch_size], dev))  # (B, C, T)
+            logits = loaded.model(to_model_input(images[start : start + batch_size], dev))  # (B, C, T)
             preds.extend(indices_to_text(row, loaded.mapping) for row in greedy_decode(logits))
     samples = [
         LineSample(image=images[i], true_text=targets[i], pred_text=preds[i])

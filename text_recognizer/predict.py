@@ -16,7 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from text_recognizer.checkpoint import CheckpointError, Kind, LoadedModel, load_checkpoint
-from text_recognizer.evaluation import default_device
+from text_recognizer.evaluation import default_device, to_model_input
 from text_recognizer.lit_models.ctc import greedy_decode, indices_to_text
 from text_recognizer.metadata import GLYPH_SIZE
 
@@ -145,7 +145,7 @@ def predict_file(
         image = preprocess_for(loaded, gray)
     except PredictError as exc:
         raise PredictError(f"{image_path}: {exc}") from exc
-    x = torch.from_numpy(image.copy()).to(dev).float().div(255).reshape(1, 1, *image.shape)  # (1, 1, 28, W)
+    x = to_model_input(image[None], dev)  # (1, 1, 28, W)
     with torch.inference_mode():
         logits = loaded.model(x)
     if loaded.kind == "char":
