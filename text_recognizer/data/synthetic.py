@@ -30,6 +30,7 @@ import numpy as np
 from matplotlib.ft2font import FT2Font
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from text_recognizer.data.download import file_digest
 from text_recognizer.data.idx import gzip_bytes, idx_bytes, upright_to_emnist
 from text_recognizer.metadata import EMNIST_CLASSES, EMNIST_MEMBERS, GLYPH_SIZE, NUM_EMNIST_CLASSES
 
@@ -252,7 +253,7 @@ def write_emnist_archive(
         for name in EMNIST_MEMBERS:
             archive.writestr(_zip_info(name, zipfile.ZIP_STORED), members[name])
     return {
-        "md5": hashlib.md5(path.read_bytes()).hexdigest(),
+        "md5": file_digest(path, "md5"),
         "sha256": {Path(name).name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
     }
 
@@ -436,7 +437,7 @@ def write_brown_corpus(
         ]
         for name, text in entries:
             archive.writestr(_zip_info(f"brown/{name}", zipfile.ZIP_DEFLATED), text.encode("ascii"), compresslevel=9)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_digest(path, "sha256")
 
 
 def main(argv: list[str]) -> None:
