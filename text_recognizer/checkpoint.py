@@ -132,7 +132,8 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        # On the CPU first: the weights are copied into a CPU-built model, which then moves to map_location.
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         raise CheckpointError(f"{path} is not a readable torch checkpoint: {type(exc).__name__}: {exc}") from exc
     found_format = payload.get("format") if isinstance(payload, dict) else None
@@ -142,7 +143,7 @@ def load_checkpoint(
             f"(it reads {FORMAT!r}): train the model again (dvc repro)"
         )
     if not isinstance(payload, dict) or found_format != FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        found = found_format if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
             f"{path} is not a text-recognizer checkpoint (format {FORMAT!r} expected, found {found!r})"
         )
