@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from machine import cpu_name
+from machine import cpu_name, random_texts
 
 from text_recognizer.data.emnist_lines import draw_layout, encode_texts, render_lines
 from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, SPACE_INDEX, line_width
@@ -88,12 +88,7 @@ def main() -> None:
     data_rng = np.random.default_rng(0)
     glyphs = data_rng.integers(0, 256, size=(62 * 100, GLYPH_SIZE, GLYPH_SIZE), dtype=np.uint8)
     glyph_labels = np.repeat(np.arange(62, dtype=np.uint8), 100)
-    alphabet = np.array(list("".join(EMNIST_CLASSES) + " " * 9))  # about 1 space in 8 characters
-    texts = []
-    for length in data_rng.integers(1, args.max_length + 1, size=args.lines).tolist():
-        text = "".join(data_rng.choice(alphabet, size=length).tolist()).strip() or "a"
-        texts.append(" ".join(text.split()))
-    labels, lengths = encode_texts(texts, args.max_length)
+    labels, lengths = encode_texts(random_texts(data_rng, args.lines, args.max_length), args.max_length)
     kwargs = {"min_overlap": MIN_OVERLAP, "max_overlap": MAX_OVERLAP}
 
     def vectorised() -> np.ndarray:

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from machine import cpu_name
+from machine import cpu_name, random_texts
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -63,7 +63,7 @@ from text_recognizer.data.synthetic import render_glyphs
 from text_recognizer.lit_models.classifier import LABEL_SMOOTHING
 from text_recognizer.lit_models.ctc import ctc_loss
 from text_recognizer.lit_models.optim import configure_adamw
-from text_recognizer.metadata import EMNIST_CLASSES, NUM_EMNIST_CLASSES
+from text_recognizer.metadata import NUM_EMNIST_CLASSES
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier
 from text_recognizer.params import (
@@ -281,12 +281,7 @@ def make_glyphs(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def make_lines(glyphs: np.ndarray, glyph_labels: np.ndarray, count: int, lines: EmnistLinesParams, seed: int):
     """`count` lines of random text (lengths 1..max_length, about one space in eight) built from `glyphs`."""
     rng = np.random.default_rng(seed)
-    alphabet = np.array(list("".join(EMNIST_CLASSES) + " " * 9))
-    texts = []
-    for length in rng.integers(1, lines.max_length + 1, size=count).tolist():
-        text = " ".join("".join(rng.choice(alphabet, size=length).tolist()).split()) or "a"
-        texts.append(text)
-    labels, lengths = encode_texts(texts, lines.max_length)
+    labels, lengths = encode_texts(random_texts(rng, count, lines.max_length), lines.max_length)
     images, _ = render_lines(
         labels,
         lengths,
