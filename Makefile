@@ -16,7 +16,7 @@ OFFLINE_PARAMS ?= -S data.source=synthetic \
 	-S line_model.width=16 -S line_model.fc_dim=64 \
 	-S train_line_cnn.epochs=12 -S train_line_cnn.batch_size=64 -S train_line_cnn.lr=0.005
 
-.PHONY: setup repro offline test lint bench
+.PHONY: setup repro offline offline-params test lint bench
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ repro: setup
 
 offline: setup
 	dvc exp run -n offline-$(shell date +%Y%m%d-%H%M%S) $(OFFLINE_PARAMS)
+
+# The offline recipe as -S flags, for scripts and the tests' offline_models fixture (one source).
+offline-params:
+	@echo $(OFFLINE_PARAMS)
 
 test: setup
 	$(BIN)/pytest -q

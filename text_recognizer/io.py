@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ def atomic_path(final: str | os.PathLike[str], suffix: str = "") -> Iterator[Pat
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -35,6 +37,22 @@ def atomic_path(final: str | os.PathLike[str], suffix: str = "") -> Iterator[Pat
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temporaries(final: str | os.PathLike[str]) -> list[Path]:
+    """Delete what a killed earlier write of `final` left beside it (SIGKILL skips `finally`).
+
+    A stage's outputs have one writer at a time (DVC runs a stage once; under DDP only rank 0
+    writes), so any temporary of the same output is a leftover, never a write in progress.
+    """
+    final = Path(final)
+    stale = sorted(final.parent.glob(f".{glob.escape(final.name)}.*.tmp"))
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

@@ -1,0 +1,90 @@
+"""Shared test set-up: one torch thread, and the offline models that reading tests need.
+
+One thread: on a 2-core shared machine torch's default thread pool contends with itself and
+with the subprocesses that the pipeline tests start (the determinism test ran 43 s -> 17 s).
+The variables are set before torch is imported, so child processes inherit them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import pytest
+import torch
+import yaml
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_FILES = ("cnn.pt", "line_cnn.pt")
+
+
+def offline_overrides() -> dict[str, dict]:
+    """The Makefile's offline recipe (`make offline-params`) as {section: {key: value}}."""
+    flags = subprocess.run(
+        ["make", "-s", "--no-print-directory", "offline-params"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    overrides: dict[str, dict] = {}
+    words = shlex.split(flags)
+    for flag, assignment in zip(words[::2], words[1::2], strict=True):
+        assert flag == "-S", flags
+        dotted, value = assignment.split("=", 1)
+        section, key = dotted.split(".", 1)
+        overrides.setdefault(section, {})[key] = yaml.safe_load(value)
+    return overrides
+
+
+def _code_key(overrides: dict[str, dict]) -> str:
+    """Hash of everything that decides the offline models: code, params and the recipe."""
+    from tests.pipeline_repo import PROJECT_FILES
+
+    h = hashlib.sha256(repr(sorted(overrides.items())).encode())
+    for name in PROJECT_FILES:
+        path = ROOT / name
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for f in files:
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def offline_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with cnn.pt and line_cnn.pt trained by the offline recipe (`make offline`).
+
+    TEXT_RECOGNIZER_TEST_MODELS names a folder to use as it is. Otherwise the models are trained
+    once by the real pipeline in a throw-away repo (about 20 minutes on 2 CPU cores) and kept in
+    a cache keyed by a hash of the code and the recipe, so a rerun of the same code reuses them.
+    """
+    given = os.environ.get("TEXT_RECOGNIZER_TEST_MODELS")
+    if given:
+        folder = Path(given)
+        missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+        assert not missing, f"TEXT_RECOGNIZER_TEST_MODELS={given} lacks {missing}"
+        return folder
+    from tests.pipeline_repo import PipelineRepo
+
+    overrides = offline_overrides()
+    cache_root = Path(os.environ.get("TEXT_RECOGNIZER_TEST_CACHE", Path.home() / ".cache" / "text-recognizer-tests"))
+    cached = cache_root / f"offline-models-{_code_key(overrides)}"
+    if all((cached / name).is_file() for name in MODEL_FILES):
+        return cached
+    repo = PipelineRepo.create(tmp_path_factory.mktemp("offline") / "repo", overrides)
+    repo.env["OMP_NUM_THREADS"] = repo.env["MKL_NUM_THREADS"] = str(os.cpu_count() or 1)  # the one long job
+    repo.dvc("repro", "train_cnn", "train_line_cnn")
+    staging = cache_root / f".{cached.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in MODEL_FILES:
+        shutil.copy2(repo.path / "models" / name, staging / name)
+    shutil.rmtree(cached, ignore_errors=True)
+    staging.rename(cached)
+    return cached
