@@ -1,0 +1,140 @@
+"""dvc.yaml and what main commits must tell the truth: every imported library file is a dep,
+and no committed lock or metric comes from generated data."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def _module_file(module: str) -> Path | None:
+    """The repo file of a first-party module (text_recognizer.x or a stage's `common`), else None."""
+    if module == "common":
+        return ROOT / "stages" / "common.py"
+    if module != "text_recognizer" and not module.startswith("text_recognizer."):
+        return None
+    base = ROOT.joinpath(*module.split("."))
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module an import statement of `path` names, lazy imports inside functions included."""
+    names: set[str] = set()
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the importing file's package
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, node.module] if node.module else parent)
+            else:
+                base = node.module or ""
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import module`
+    return names
+
+
+def import_closure(script: Path) -> set[Path]:
+    """Repo files that running `script` may import, followed transitively (packages' __init__ too)."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in _imported_modules(path):
+            parts = module.split(".")
+            for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+                found = _module_file(".".join(parts[:i]))
+                if found is not None:
+                    todo.append(found)
+    return seen
+
+
+def _covered(path: Path, deps: list[str]) -> bool:
+    rel = path.relative_to(ROOT)
+    return any(rel == Path(dep) or Path(dep) in rel.parents for dep in deps)
+
+
+def _inert_init(path: Path) -> bool:
+    """A package __init__ that holds only a docstring and dunder constants (__version__) cannot
+    change what a stage computes, so it need not be a dep."""
+    if path.name != "__init__.py":
+        return False
+    for node in ast.parse(path.read_text()).body:
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        dunder = isinstance(node, ast.Assign) and all(
+            isinstance(t, ast.Name) and t.id.startswith("__") for t in node.targets
+        )
+        if not (docstring or dunder):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("stage", sorted(PIPELINE))
+def test_stage_deps_list_every_library_file_the_script_imports(stage: str):
+    spec = PIPELINE[stage]
+    script = ROOT / spec["cmd"].split()[1]
+    assert script.is_file(), f"{stage}: {script} not found"
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in spec["deps"]]
+    missing = sorted(
+        str(p.relative_to(ROOT)) for p in import_closure(script) if not _covered(p, deps) and not _inert_init(p)
+    )
+    assert not missing, f"dvc.yaml: stage {stage} imports these files but does not list them in deps: {missing}"
+
+
+def test_the_closure_follows_lazy_and_transitive_imports():
+    closure = {str(p.relative_to(ROOT)) for p in import_closure(ROOT / "stages" / "train_cnn.py")}
+    assert "stages/common.py" in closure  # `from common import ...`
+    assert "text_recognizer/training.py" in closure  # imported inside main()
+    assert "text_recognizer/data/device_loader.py" in closure  # imported by training.py
+
+
+def _tracked(*paths: str) -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--", *paths], cwd=ROOT, check=True, capture_output=True, text=True)
+    return out.stdout.split()
+
+
+def records_synthetic(lock_text: str) -> bool:
+    """Whether a dvc.lock records a stage run with `data.source: synthetic`."""
+    lock = yaml.safe_load(lock_text) or {}
+    for stage in (lock.get("stages") or {}).values():
+        for values in (stage.get("params") or {}).values():
+            if (values or {}).get("data.source") == "synthetic" or (values.get("data") or {}).get(
+                "source"
+            ) == "synthetic":
+                return True
+    return False
+
+
+def test_main_commits_no_results_of_generated_data():
+    if "dvc.lock" in _tracked("dvc.lock"):
+        assert not records_synthetic((ROOT / "dvc.lock").read_text()), (
+            "the committed dvc.lock ran on data.source synthetic"
+        )
+    results = [p for p in _tracked("metrics") if p != "metrics/README.md"]
+    if results:  # metrics only mean something beside the lock that says what produced them
+        assert "dvc.lock" in _tracked("dvc.lock"), f"metrics committed without a dvc.lock: {results}"
+
+
+def test_the_synthetic_check_reads_dvc_locks():
+    lock = {
+        "schema": "2.0",
+        "stages": {"download_emnist": {"params": {"params.yaml": {"data": {"source": "synthetic"}}}}},
+    }
+    assert records_synthetic(yaml.safe_dump(lock))
+    lock["stages"]["download_emnist"]["params"]["params.yaml"]["data"]["source"] = "nist"
+    assert not records_synthetic(yaml.safe_dump(lock))
