@@ -13,7 +13,8 @@ Downloads are the flakiest part of a reproducible pipeline, so every stage goes 
 - when everything fails, the error names every URL tried, why it failed, and what the user
   can do instead (the caller's `hint`).
 
-Only the standard library speaks HTTP here (urllib), so there is no extra dependency to pin.
+Only the standard library speaks HTTP here (urllib), so there is no extra dependency to pin. requests/urllib3
+retries stop at the response headers, so a cut body would still need this loop (a requests version was longer).
 """
 
 from __future__ import annotations

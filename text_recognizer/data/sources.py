@@ -19,17 +19,43 @@ from text_recognizer.metadata import EMNIST_MEMBERS
 
 log = logging.getLogger(__name__)
 
-EMNIST_HINT = """\
-No machine without internet access can reach NIST. Either
-  - pre-stage the archive: download gzip.zip (535 MB, md5 58c8d27c78d21e728a6bc7b3cc06412e) by any means and
-    put it at {cache}, or add its location as the first mirror:
-      dvc exp run -S 'download_emnist.mirrors=[file:///path/to/gzip.zip]'
-  - or run the whole pipeline on generated look-alike data (see README, "Offline"):
-      dvc exp run -S data.source=synthetic"""
+# params.yaml's download_emnist.sha256 keys -> the archive members they pin. The keys have no dots,
+# so that `dvc exp run -S download_emnist.sha256.train_images=...` can set one (DVC splits on dots).
+EMNIST_SHA256_KEYS: dict[str, str] = {
+    "train_images": "gzip/emnist-byclass-train-images-idx3-ubyte.gz",
+    "train_labels": "gzip/emnist-byclass-train-labels-idx1-ubyte.gz",
+    "test_images": "gzip/emnist-byclass-test-images-idx3-ubyte.gz",
+    "test_labels": "gzip/emnist-byclass-test-labels-idx1-ubyte.gz",
+}
 
-BROWN_HINT = """\
-Either put NLTK's brown.zip at {cache} or in an NLTK data folder (corpora/brown.zip under $NLTK_DATA or ~/nltk_data),
-or run offline on a generated corpus: dvc exp run -S data.source=synthetic  (see README, "Offline")"""
+OFFLINE_HINT = 'No network? `make offline` runs the pipeline on generated look-alike data (see README, "Offline").'
+
+EMNIST_HINT = f"""\
+To use the real data on a machine that cannot reach NIST, pre-stage the archive: download gzip.zip (535 MB,
+md5 58c8d27c78d21e728a6bc7b3cc06412e) by any means and put it at {{cache}}, or add its location as the first mirror:
+  dvc exp run -S 'download_emnist.mirrors=[file:///path/to/gzip.zip]'
+{OFFLINE_HINT}"""
+
+BROWN_HINT = f"""\
+To use the real corpus without a network, put NLTK's brown.zip at {{cache}} or in an NLTK data folder
+(corpora/brown.zip under $NLTK_DATA or ~/nltk_data).
+{OFFLINE_HINT}"""
+
+
+def emnist_member_hashes(sha256: Mapping[str, str]) -> dict[str, str]:
+    """{archive member: expected sha256} from params.yaml's download_emnist.sha256 (keys of EMNIST_SHA256_KEYS).
+
+    A missing or unknown key (e.g. an old member-file name) is an error naming the keys expected,
+    rather than a member silently extracted unverified.
+    """
+    missing = [key for key in EMNIST_SHA256_KEYS if key not in sha256]
+    unknown = [key for key in sha256 if key not in EMNIST_SHA256_KEYS]
+    if missing or unknown:
+        found = "; ".join(
+            f"{what} {', '.join(keys)}" for what, keys in (("lacks", missing), ("has unknown", unknown)) if keys
+        )
+        raise ValueError(f"download_emnist.sha256 {found}; expected the keys {', '.join(EMNIST_SHA256_KEYS)}")
+    return {member: sha256[key] for key, member in EMNIST_SHA256_KEYS.items()}
 
 
 def fetch_emnist(
@@ -43,9 +69,7 @@ def fetch_emnist(
     retries: int,
 ) -> list[Path]:
     """Download (or reuse) NIST's gzip.zip and keep only the verified ByClass members."""
-    missing = [m for m in EMNIST_MEMBERS if Path(m).name not in sha256]
-    if missing:
-        raise ValueError(f"download_emnist.sha256 lacks an entry for: {', '.join(Path(m).name for m in missing)}")
+    members = emnist_member_hashes(sha256)
     archive = cache_dir / "gzip.zip"
     fetch(
         mirrors,
@@ -55,8 +79,12 @@ def fetch_emnist(
         retries=retries,
         hint=EMNIST_HINT.format(cache=archive),
     )
-    members = {m: sha256[Path(m).name] for m in EMNIST_MEMBERS}
-    return _extract_atomically(archive, members, out_dir)
+    try:
+        return _extract_atomically(archive, members, out_dir)
+    except ChecksumError as e:  # name the key to change if NIST republishes the archive
+        key = next((k for k, m in EMNIST_SHA256_KEYS.items() if m == e.path), "?")
+        message = f"{e}\n(pinned by download_emnist.sha256.{key} in params.yaml)"
+        raise ChecksumError(message, path=e.path, expected=e.expected, actual=e.actual) from e
 
 
 def synthesize_emnist(out_dir: Path, *, train_per_class: int, test_per_class: int, seed: int) -> list[Path]:
