@@ -1,6 +1,9 @@
-"""Stage emnist_lines: Brown-corpus phrases drawn with EMNIST glyphs, plus a sample picture.
+"""Stage emnist_lines: Brown-corpus phrases drawn with EMNIST glyphs, a sample picture, and the train text.
 
-usage: python stages/emnist_lines.py EMNIST_H5 BROWN_ZIP OUT_H5 SAMPLES_PNG
+usage: python stages/emnist_lines.py EMNIST_H5 BROWN_ZIP OUT_H5 SAMPLES_PNG TRAIN_TEXT
+
+TRAIN_TEXT is the train pool's cleaned text, one document per line: the only text that
+anything estimated later (the evaluate stage's language model) may learn from.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from text_recognizer.params import EmnistLinesParams
 
 
 def main(argv: list[str]) -> None:
-    emnist_h5, brown_zip, out_h5, samples_png = argv
+    emnist_h5, brown_zip, out_h5, samples_png, train_text = argv
     params = section(EmnistLinesParams, "emnist_lines")
-    sizes = build_emnist_lines(Path(emnist_h5), Path(brown_zip), Path(out_h5), **dataclasses.asdict(params))
+    stats = build_emnist_lines(
+        Path(emnist_h5), Path(brown_zip), Path(out_h5), **dataclasses.asdict(params), train_text_path=Path(train_text)
+    )
     save_sample_grid(Path(out_h5), Path(samples_png))
-    print(f"{out_h5}: {sizes}, {Path(out_h5).stat().st_size:,} bytes")
+    print(f"{out_h5}: lines {stats['lines']}, {Path(out_h5).stat().st_size:,} bytes")
+    print(f"text pools: documents {stats['documents']}, words {stats['words']}")
+    print(f"{train_text}: train pool text, {Path(train_text).stat().st_size:,} bytes")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from text_recognizer.data.emnist_lines import (
     SPLITS,
     build_emnist_lines,
     composite,
+    ctc_steps_needed,
+    ctc_steps_needed_rows,
     decode_labels,
     draw_layout,
     encode_texts,
@@ -23,8 +25,9 @@ from text_recognizer.data.emnist_lines import (
     save_sample_grid,
     split_rngs,
 )
-from text_recognizer.data.sentences import load_brown_text, sample_phrases
+from text_recognizer.data.sentences import load_text_pools, sample_phrases
 from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS, PAD_INDEX, SPACE_INDEX
+from text_recognizer.params import ParamError, ctc_steps_bound
 
 INK = {"train": 101, "val": 102, "test": 103}  # each split's glyphs are drawn with their own pixel value
 PER_CLASS = {"train": 3, "val": 2, "test": 2}
@@ -36,7 +39,11 @@ PARAMS = {
     "num_val": 10,
     "num_test": 12,
     "seed": 3,
+    "text_val_fraction": 0.2,
+    "text_test_fraction": 0.2,
+    "text_seed": 0,
 }
+POOL_PARAMS = {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
 SENTENCES = [
     "The/at jury/nn said/vbd ,/, ``/`` it's/pps+bez 1961/cd !/. ''/''",
     "Quick/jj brown/jj foxes/nns jump/vb over/in 42/cd lazy/jj dogs/nns ./.",
@@ -73,12 +80,23 @@ def write_emnist_h5(path: Path) -> Path:
     return path
 
 
+# Ten documents in two genres: the pools (0.2 / 0.2) get 2 val, 2 test and 6 train documents.
+FILEIDS = [f"c{genre}{k:02d}" for genre in "ab" for k in range(1, 6)]
+
+
+def document_words(fileid: str) -> list[str]:
+    """Words found in this document only (e.g. "ca01w3"), so a phrase tells which pool it came from."""
+    return [f"{fileid}w{k}" for k in range(12)]
+
+
 def write_brown_zip(path: Path) -> Path:
+    """brown.zip in NLTK's layout; each document holds one of SENTENCES and words of its own."""
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("brown/", b"")
-        archive.writestr("brown/cats.txt", "ca01 news\nca02 news\n")
-        archive.writestr("brown/ca01", "".join(f"\n\n\t{s}\n" for s in SENTENCES[:3]))
-        archive.writestr("brown/ca02", "".join(f"\n\n\t{s}\n" for s in SENTENCES[3:]))
+        archive.writestr("brown/cats.txt", "".join(f"{f} {'news' if f[1] == 'a' else 'editorial'}\n" for f in FILEIDS))
+        for i, fileid in enumerate(FILEIDS):
+            own = " ".join(f"{w}/nn" for w in document_words(fileid)) + " ./."
+            archive.writestr(f"brown/{fileid}", f"\n\n\t{SENTENCES[i % len(SENTENCES)]}\n\n\n\t{own}\n\n")
     return path
 
 
@@ -91,8 +109,9 @@ def inputs(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def built(inputs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("out") / "emnist_lines.h5"
-    sizes = build_emnist_lines(*inputs, out, **PARAMS, progress=False)
-    assert sizes == {"train": 30, "val": 10, "test": 12}
+    stats = build_emnist_lines(*inputs, out, **PARAMS, train_text_path=out.with_name("train_text.txt"), progress=False)
+    assert stats["lines"] == {"train": 30, "val": 10, "test": 12}
+    assert stats["documents"] == {"train": 6, "val": 2, "test": 2}
     return out
 
 
@@ -205,7 +224,7 @@ def test_each_split_uses_only_its_own_glyphs(built, inputs):
 
 
 def test_labels_round_trip_to_the_sampled_text(built, inputs):
-    text = load_brown_text(inputs[1])
+    pools = load_text_pools(inputs[1], **POOL_PARAMS)
     rngs = split_rngs(PARAMS["seed"])
     max_length = PARAMS["max_length"]
     with h5py.File(built) as f:
@@ -214,7 +233,7 @@ def test_labels_round_trip_to_the_sampled_text(built, inputs):
         assert f.attrs["min_overlap"] == PARAMS["min_overlap"] and f.attrs["max_overlap"] == PARAMS["max_overlap"]
         for split in SPLITS:
             group = f[split]
-            expected = sample_phrases(text, len(group["labels"]), max_length, rngs[split])
+            expected = sample_phrases(pools.text(split), len(group["labels"]), max_length, rngs[split])
             decoded = [decode_labels(row) for row in group["labels"][()]]
             assert decoded == expected
             lengths = group["lengths"][()]
@@ -244,6 +263,105 @@ def test_splits_draw_from_independent_generators(built, inputs, tmp_path):
         assert len(b["train/images"]) == 5
 
 
+def test_each_split_shows_only_its_own_documents(built, inputs):
+    pools = load_text_pools(inputs[1], **POOL_PARAMS)
+    owner = {w: fileid for fileid in FILEIDS for w in document_words(fileid)}
+    with h5py.File(built) as f:
+        assert json.loads(f.attrs["text_pool_documents"]) == {"train": 6, "val": 2, "test": 2}
+        recorded = json.loads(f.attrs["text_pool_fileids"])
+        assert {k: tuple(v) for k, v in recorded.items()} == pools.fileids
+        assert f.attrs["text_val_fraction"] == 0.2 and f.attrs["text_test_fraction"] == 0.2
+        assert f.attrs["text_seed"] == 0
+        seen = dict.fromkeys(SPLITS, 0)  # words that name their document, per split
+        for split in SPLITS:
+            for row in f[split]["labels"][()]:
+                text = decode_labels(row)
+                assert f" {text} " in f" {pools.text(split)} " or len(text) == PARAMS["max_length"]
+                for word in text.split():
+                    if word in owner:
+                        seen[split] += 1
+                        assert owner[word] in recorded[split], (split, text)
+    assert min(seen.values()) >= 3, seen  # the check has teeth in every split
+    assert set(recorded["test"]).isdisjoint(recorded["train"]) and set(recorded["val"]).isdisjoint(recorded["train"])
+
+
+def test_train_text_is_the_train_pool_only(built, inputs):
+    pools = load_text_pools(inputs[1], **POOL_PARAMS)
+    body = built.with_name("train_text.txt").read_text(encoding="utf-8")
+    assert body.splitlines() == list(pools.documents["train"])
+    words = set(body.split())
+    for split in ("val", "test"):
+        for fileid in pools.fileids[split]:
+            assert words.isdisjoint(document_words(fileid)), fileid
+    for fileid in pools.fileids["train"]:
+        assert set(document_words(fileid)) <= words
+
+
+def test_text_seed_moves_documents_and_seed_does_not(inputs, tmp_path):
+    def pools_of(**change) -> dict:
+        out = tmp_path / f"{len(list(tmp_path.iterdir()))}.h5"
+        build_emnist_lines(*inputs, out, **{**PARAMS, **change}, progress=False)
+        with h5py.File(out) as f:
+            return json.loads(f.attrs["text_pool_fileids"])
+
+    base = pools_of()
+    assert pools_of(seed=9) == base
+    moved = [pools_of(text_seed=s) for s in (1, 2, 3)]
+    assert any(m["test"] != base["test"] for m in moved)
+
+
+def test_an_empty_text_pool_is_refused_before_any_output(inputs, tmp_path):
+    out = tmp_path / "out" / "emnist_lines.h5"
+    text = out.with_name("train_text.txt")
+    with pytest.raises(ParamError, match=r"emnist_lines\.text_test_fraction .*emnist_lines\.num_test=12"):
+        build_emnist_lines(*inputs, out, **{**PARAMS, "text_test_fraction": 0.0}, train_text_path=text, progress=False)
+    assert not out.exists() and not text.exists()
+    # No test lines, no test text needed.
+    stats = build_emnist_lines(*inputs, out, **{**PARAMS, "text_test_fraction": 0.0, "num_test": 0}, progress=False)
+    assert stats["lines"]["test"] == 0 and stats["documents"]["test"] == 0
+
+
+# --- what CTC needs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "steps"),
+    [("", 0), ("a", 1), ("ab", 2), ("aa", 3), ("aaaa", 7), ("bookkeeper", 13), ("a a", 3), ("Aa", 2), ("1100", 6)],
+)
+def test_ctc_steps_needed(text, steps):
+    assert ctc_steps_needed(text) == steps
+    labels, lengths = encode_texts([text, "x"], 12)
+    assert ctc_steps_needed(labels[0]) == steps  # a padded label row counts up to its first pad
+    assert ctc_steps_needed(labels[0, : len(text)]) == steps  # and an unpadded one to its end
+    assert ctc_steps_needed_rows(labels, lengths).tolist() == [steps, 1]
+
+
+def test_ctc_steps_needed_is_what_ctc_needs():
+    """CTC's own loss: finite with ctc_steps_needed steps, infinite with one fewer (repeat-heavy lines)."""
+    import torch
+
+    for text in ("bookkeeper", "aaaa", "Mississippi", "abc"):
+        labels, _ = encode_texts([text], len(text))
+        target = torch.as_tensor(labels.astype(np.int64))
+        need = ctc_steps_needed(text)
+        for steps, finite in ((need, True), (need - 1, False)):
+            log_probs = torch.zeros(steps, 1, len(LINE_TOKENS)).log_softmax(-1)
+            loss = torch.nn.functional.ctc_loss(
+                log_probs, target, torch.tensor([steps]), torch.tensor([len(text)]), blank=0, reduction="sum"
+            )
+            assert bool(torch.isfinite(loss)) is finite, (text, steps)
+    assert ctc_steps_needed("a" * 32) == ctc_steps_bound(32) == 63  # the params guard's bound is reached
+
+
+def test_ctc_steps_needed_rows_matches_the_scalar_version():
+    rng = np.random.default_rng(0)
+    texts = ["".join(rng.choice(list("aab b"), size=int(n))).strip() for n in rng.integers(0, 20, 500)]
+    labels, lengths = encode_texts(texts, 20)
+    assert ctc_steps_needed_rows(labels, lengths).tolist() == [ctc_steps_needed(t) for t in texts]
+    with pytest.raises(ValueError, match="one label row"):
+        ctc_steps_needed(labels)
+
+
 @pytest.mark.parametrize(
     ("change", "name"),
     [
@@ -256,6 +374,11 @@ def test_splits_draw_from_independent_generators(built, inputs, tmp_path):
         ({"num_test": -3}, "num_test"),
         ({"seed": -1}, "seed"),
         ({"max_length": 3.5}, "max_length"),
+        ({"text_val_fraction": -0.1}, "text_val_fraction"),
+        ({"text_test_fraction": 1.0}, "text_test_fraction"),
+        ({"text_val_fraction": 0.5, "text_test_fraction": 0.5}, "text_test_fraction"),
+        ({"text_seed": -1}, "text_seed"),
+        ({"text_seed": 0.5}, "text_seed"),
     ],
 )
 def test_invalid_params_rejected_before_any_output(tmp_path, change, name):

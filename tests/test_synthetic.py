@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import re
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import nltk
@@ -141,12 +142,20 @@ def test_glyphs_are_learnable_but_not_trivial() -> None:
     assert 0.5 < accuracy < 0.98, accuracy
 
 
-def test_brown_corpus_reads_with_nltk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "brown.zip"
-    digest = write_brown_corpus(path, seed=0, num_files=15, sentences_per_file=40)
+REAL_BROWN = Path(__file__).resolve().parents[1].parent / "shared/datasets/nltk_data/corpora/brown.zip"
+
+
+@pytest.fixture(scope="module")
+def brown(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("brown") / "brown.zip"
+    return path, write_brown_corpus(path, seed=0)  # the defaults, as the download_brown stage writes it
+
+
+def test_brown_corpus_reads_with_nltk(brown, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, digest = brown
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     # Recent NLTK only opens files under its data path: allow this folder, as a user's nltk_data would be.
-    monkeypatch.setattr(nltk.data, "path", [str(tmp_path), *nltk.data.path])
+    monkeypatch.setattr(nltk.data, "path", [str(path.parent), *nltk.data.path])
     reader = nltk.corpus.reader.CategorizedTaggedCorpusReader(
         nltk.data.ZipFilePathPointer(str(path), "brown/"),
         r"c[a-z]\d\d",
@@ -155,14 +164,15 @@ def test_brown_corpus_reads_with_nltk(tmp_path: Path, monkeypatch: pytest.Monkey
         encoding="ascii",
     )
     fileids = reader.fileids()
-    assert fileids == [f for f, _ in brown_fileids(15)] and len(fileids) == 15
-    assert fileids[:2] == ["ca01", "ca02"]
-    assert len({f[1] for f in fileids}) >= 3  # several category letters
-    assert "news" in reader.categories() and len(reader.categories()) >= 3
-    assert reader.fileids(categories="news")[0] == "ca01"
+    assert fileids == [f for f, _ in brown_fileids()] and len(fileids) == 500  # the real corpus's documents
+    assert fileids[:2] == ["ca01", "ca02"] and fileids[-1] == "cr09"
+    assert len(reader.categories()) == 15 and "news" in reader.categories()
+    assert len(reader.fileids(categories="news")) == 44 and reader.fileids(categories="news")[0] == "ca01"
+    assert reader.categories("cm06") == ["science_fiction"]
     sents = reader.sents()
-    assert len(sents) == 15 * 40
+    assert len(sents) == 500 * 20
     assert all(len(s) >= 3 and s[-1] in {".", "?"} for s in sents)
+    assert [len(reader.sents(f)) for f in ("ca01", "cr09")] == [20, 20]
     words = reader.words()
     assert len(set(words)) > 200  # a real vocabulary, not a handful of words
     assert any(w[0].isupper() for w in words) and any(w.isdigit() for w in words) and "," in words
@@ -170,18 +180,50 @@ def test_brown_corpus_reads_with_nltk(tmp_path: Path, monkeypatch: pytest.Monkey
     tagged = reader.tagged_sents()[0]
     assert all(tag and tag == tag.upper() for _, tag in tagged)  # tags read as Brown tags
     with zipfile.ZipFile(path) as zf:
-        names = set(zf.namelist())
-        assert {"brown/cats.txt", "brown/README", "brown/CONTENTS", "brown/ca01"} <= names
+        names = zf.namelist()
+        assert {"brown/cats.txt", "brown/README", "brown/CONTENTS", "brown/ca01"} <= set(names)
+        assert len(names) == 504 and names == ["brown/", *sorted(names[1:], key=str.lower)]
         text = zf.read("brown/ca01").decode("ascii")
-        assert zf.read("brown/cats.txt").decode().startswith("ca01 news\n")
+        assert zf.read("brown/cats.txt").decode().startswith("ca01 news\nca02 news\n")
     assert text.startswith("\n\n\t") and re.search(r" \./\.\n", text)
-    assert re.fullmatch(r"(\n\n\t(\S+/\S+)( \S+/\S+)*\n)+", text)
+    assert re.fullmatch(r"(\n\n\t(\S+/\S+)( \S+/\S+)*\n)+\n", text)  # the real files' layout, to the last newline
+
+
+def test_brown_corpus_has_the_real_layout(brown) -> None:
+    """Member names, their order and cats.txt byte for byte as in NLTK's brown.zip (when ../shared has it)."""
+    if not REAL_BROWN.is_file():
+        pytest.skip(f"real Brown corpus not present at {REAL_BROWN}")
+    path, _ = brown
+    with zipfile.ZipFile(path) as ours, zipfile.ZipFile(REAL_BROWN) as real:
+        assert ours.namelist() == real.namelist()
+        assert ours.read("brown/cats.txt") == real.read("brown/cats.txt")
+        for name in ("brown/ca01", "brown/cr09"):
+            assert ours.read(name).startswith(b"\n\n\t") and real.read(name).startswith(b"\n\n\t")
+            assert re.search(rb" [.?]/\.\n\n\Z", ours.read(name)) and real.read(name).endswith(b" ./.\n\n")
+
+
+def test_brown_fileids_keep_the_real_mix_of_genres() -> None:
+    real = Counter(f[1] for f, _ in brown_fileids())
+    assert sum(real.values()) == 500 and real["j"] == 80 and real["m"] == 6
+    for num_files in (1, 15, 40, 123, 499):
+        files = brown_fileids(num_files)
+        ids = [f for f, _ in files]
+        assert len(ids) == len(set(ids)) == num_files and ids == sorted(ids)
+        counts = Counter(f[1] for f in ids)
+        for genre, n in real.items():
+            assert abs(counts[genre] - num_files * n / 500) < 1, (num_files, genre)
+            assert [f for f in ids if f[1] == genre] == [f"c{genre}{k:02d}" for k in range(1, counts[genre] + 1)]
+        names = {category for _, category in files}
+        assert len({f[1] for f in ids}) == len(names)  # one category name per genre letter
+    for bad in (0, 501):
+        with pytest.raises(ValueError, match="num_files"):
+            brown_fileids(bad)
 
 
 def test_brown_corpus_is_deterministic_per_seed(tmp_path: Path) -> None:
-    a = write_brown_corpus(tmp_path / "a.zip", seed=1)
-    b = write_brown_corpus(tmp_path / "b.zip", seed=1)
-    c = write_brown_corpus(tmp_path / "c.zip", seed=2)
+    a = write_brown_corpus(tmp_path / "a.zip", seed=1, num_files=30, sentences_per_file=5)
+    b = write_brown_corpus(tmp_path / "b.zip", seed=1, num_files=30, sentences_per_file=5)
+    c = write_brown_corpus(tmp_path / "c.zip", seed=2, num_files=30, sentences_per_file=5)
     assert a == b and (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
     assert a != c
     with pytest.raises(ValueError, match="num_files"):

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from text_recognizer.metadata import GLYPH_SIZE
+
 T = TypeVar("T")
 
 
@@ -86,10 +88,16 @@ def from_dict(cls: type[T], section: str, data: dict[str, Any] | None) -> T:
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
+    """The sections of params.yaml, after the checks that span sections (check_across_sections).
+
+    Every stage reads its section through here, so a combination that one stage would only
+    trip over later (lines the line model cannot align) stops every stage before any work.
+    """
     with open(path) as f:
         params = yaml.safe_load(f) or {}
     if not isinstance(params, dict):
         raise ParamError(f"{path} must hold a mapping of sections")
+    check_across_sections(params)
     return params
 
 
@@ -173,6 +181,9 @@ class EmnistLinesParams:
     num_val: int = 3000
     num_test: int = 3000
     seed: int = 0
+    text_val_fraction: float = 0.1  # share of the Brown documents whose text only val lines show
+    text_test_fraction: float = 0.1  # share whose text only test lines show
+    text_seed: int = 0  # which documents go to which pool; apart from `seed`, so new lines keep the test text
 
     def validate(self) -> Problems:
         p: Problems = []
@@ -187,6 +198,18 @@ class EmnistLinesParams:
         )
         for name in ("num_train", "num_val", "num_test"):
             _require(p, getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        _require(p, self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        for name in ("text_val_fraction", "text_test_fraction"):
+            value = getattr(self, name)
+            _require(p, 0.0 <= value < 1.0, name, f"must be in [0, 1), got {value}")
+        _require(
+            p,
+            self.text_val_fraction + self.text_test_fraction < 1.0,
+            "text_test_fraction",
+            f"plus text_val_fraction must be < 1 (the train pool needs documents), got "
+            f"{self.text_test_fraction} + {self.text_val_fraction}",
+        )
+        _require(p, self.text_seed >= 0, "text_seed", f"must be >= 0, got {self.text_seed}")
         return p
 
 
@@ -207,6 +230,9 @@ class ModelParams:
         return p
 
 
+LINE_HEADS = ("none", "lstm", "transformer")  # the same as models.line_cnn.HEADS, without importing torch
+
+
 @dataclasses.dataclass(frozen=True)
 class LineModelParams:
     width: int = 64
@@ -214,10 +240,18 @@ class LineModelParams:
     window_stride: int = 8
     fc_dim: int = 256
     dropout: float = 0.2
+    head: str = "none"  # context over the window features: none | lstm | transformer (models.line_cnn.HEADS)
 
     def validate(self) -> Problems:
         p: Problems = []
         _require(p, self.width >= 1, "width", f"must be >= 1, got {self.width}")
+        _require(p, self.head in LINE_HEADS, "head", f"must be one of {', '.join(LINE_HEADS)}, got {self.head!r}")
+        _require(
+            p,
+            self.head != "transformer" or self.fc_dim % 2 == 0,
+            "fc_dim",
+            f"must be even with head 'transformer' (sinusoidal positions), got {self.fc_dim}",
+        )
         _require(
             p, self.window_width >= 2 and self.window_width % 2 == 0, "window_width", "must be an even number >= 2"
         )
@@ -298,3 +332,59 @@ class EvaluateParams:
         _require(p, self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(p, self.num_sample_lines >= 0, "num_sample_lines", "must be >= 0")
         return p
+
+
+# --- checks across sections ------------------------------------------------------------------
+
+
+def line_output_steps(max_length: int, window_width: int, window_stride: int) -> int:
+    """T = (28 * max_length - window_width) // window_stride + 1, the LineCNN's steps on an EMNISTLines line.
+
+    The same formula as models.line_cnn.output_length, kept here so that checking params
+    needs no torch (tests/test_params.py compares the two).
+    """
+    return (GLYPH_SIZE * max_length - window_width) // window_stride + 1
+
+
+def ctc_steps_bound(max_length: int) -> int:
+    """The most CTC steps a line of max_length characters can need: one per character, plus one
+    per pair of equal neighbours ("ll"), of which such a line holds at most max_length - 1."""
+    return 2 * max_length - 1
+
+
+def check_line_model_fits_lines(model: LineModelParams, lines: EmnistLinesParams) -> list[str]:
+    """Messages (naming the keys and numbers) if some line could not be aligned by CTC, else [].
+
+    CTC must emit a blank between two equal labels, so "aaaa" needs 7 steps, not 4; with
+    fewer the loss is infinite and zero_infinity would silently make it 0.
+    """
+    length, width, stride = lines.max_length, model.window_width, model.window_stride
+    line_px = GLYPH_SIZE * length
+    if width > line_px:
+        return [
+            f"line_model.window_width={width} is wider than the lines: {GLYPH_SIZE} * "
+            f"emnist_lines.max_length ({length}) = {line_px} px"
+        ]
+    steps, need = line_output_steps(length, width, stride), ctc_steps_bound(length)
+    if steps >= need:
+        return []
+    widest = (line_px - width) // (need - 1) // 2 * 2  # need >= 2 here, since steps >= 1
+    fix = (
+        f"use line_model.window_stride <= {widest}"
+        if widest >= 2
+        else "lower line_model.window_width or emnist_lines.max_length"
+    )
+    return [
+        f"line_model.window_stride={stride} with line_model.window_width={width} gives "
+        f"T = ({GLYPH_SIZE}*{length} - {width})//{stride} + 1 = {steps} output steps, but a line of "
+        f"emnist_lines.max_length={length} characters can need {need} for CTC ({length} characters + "
+        f"{length - 1} blanks between equal neighbours, as in one letter repeated): {fix}"
+    ]
+
+
+def check_across_sections(params: dict[str, Any]) -> None:
+    """Raise ParamError for the first check spanning two sections that fails; a missing section counts as defaults."""
+    model = from_dict(LineModelParams, "line_model", params.get("line_model"))
+    lines = from_dict(EmnistLinesParams, "emnist_lines", params.get("emnist_lines"))
+    for message in check_line_model_fits_lines(model, lines):
+        raise ParamError(message)

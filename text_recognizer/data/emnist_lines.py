@@ -8,7 +8,9 @@ stay 255. A sum would wrap around in uint8 (255 + 255 = 254) and, even widened a
 clipped, would make crossings brighter than any stroke, which real ink never does.
 
 Train lines use only train glyphs, val lines only val glyphs, test lines only test glyphs,
-so no test glyph is ever seen in training. The file layout is in docs/architecture.md.
+so no test glyph is ever seen in training; likewise each split's phrases come only from its
+own Brown documents (sentences.split_documents), so no test text is either. The file layout
+is in docs/architecture.md.
 
     python -m text_recognizer.data.emnist_lines data/processed/emnist_lines.h5 [--grid lines.png]
 """
@@ -16,6 +18,7 @@ so no test glyph is ever seen in training. The file layout is in docs/architectu
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -27,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from text_recognizer.data.emnist import SPLITS, check_mapping
-from text_recognizer.data.sentences import load_brown_text, sample_phrases
+from text_recognizer.data.sentences import TextPools, load_text_pools, sample_phrases, write_pool_text
 from text_recognizer.io import atomic_path
 from text_recognizer.metadata import (
     CHAR_TO_LINE_INDEX,
@@ -72,6 +75,35 @@ def encode_texts(texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndar
         labels[i, : len(text)] = tokens
         lengths[i] = len(text)
     return labels, lengths
+
+
+def ctc_steps_needed(labels_row_or_text: str | np.ndarray | list[int]) -> int:
+    """The fewest CTC output steps that can emit this line: its length plus one per pair of equal neighbours.
+
+    CTC collapses repeats, so "ll" can only be read as two letters with a blank between
+    them: "bookkeeper" (10 characters, 3 such pairs) needs 13 steps, "aaaa" needs 7. A
+    label row counts up to its first PAD_INDEX. Fewer steps than this make the line's loss
+    infinite, which zero_infinity would silently turn into 0.
+    """
+    if isinstance(labels_row_or_text, str):
+        text = labels_row_or_text
+        return len(text) + sum(a == b for a, b in itertools.pairwise(text))
+    row = np.asarray(labels_row_or_text)
+    if row.ndim != 1:
+        raise ValueError(f"expected one label row or a string, got shape {row.shape}")
+    pads = np.flatnonzero(row == PAD_INDEX)
+    seq = row[: pads[0]] if pads.size else row
+    return int(len(seq) + np.count_nonzero(seq[1:] == seq[:-1]))
+
+
+def ctc_steps_needed_rows(labels: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """ctc_steps_needed for every row of labels (M, L) with lengths (M,), vectorised: (M,) int64."""
+    labels, lengths = np.asarray(labels), np.asarray(lengths)
+    if labels.ndim != 2 or lengths.shape != labels.shape[:1]:
+        raise ValueError(f"labels must be (M, L) and lengths (M,), got {labels.shape} and {lengths.shape}")
+    both_in_text = np.arange(1, labels.shape[1]) < lengths[:, None]  # position k and k - 1 inside the text
+    repeats = np.count_nonzero((labels[:, 1:] == labels[:, :-1]) & both_in_text, axis=1)
+    return lengths.astype(np.int64) + repeats
 
 
 def decode_labels(row: np.ndarray) -> str:
@@ -228,29 +260,49 @@ def render_lines(
 
 
 def check_params(
-    *, max_length: int, min_overlap: float, max_overlap: float, num_train: int, num_val: int, num_test: int, seed: int
-) -> None:
+    *,
+    max_length: int,
+    min_overlap: float,
+    max_overlap: float,
+    num_train: int,
+    num_val: int,
+    num_test: int,
+    seed: int,
+    text_val_fraction: float = 0.1,
+    text_test_fraction: float = 0.1,
+    text_seed: int = 0,
+) -> EmnistLinesParams:
     """Raise ParamError (a ValueError) naming the first bad parameter; the same rules as params.yaml."""
-    for name, value in (("max_length", max_length), ("num_train", num_train), ("num_val", num_val),
-                        ("num_test", num_test), ("seed", seed)):  # fmt: skip
+    integers = {"max_length": max_length, "num_train": num_train, "num_val": num_val, "num_test": num_test,
+                "seed": seed, "text_seed": text_seed}  # fmt: skip
+    numbers = {"min_overlap": min_overlap, "max_overlap": max_overlap,
+               "text_val_fraction": text_val_fraction, "text_test_fraction": text_test_fraction}  # fmt: skip
+    for name, value in integers.items():
         if not isinstance(value, int | np.integer) or isinstance(value, bool):
             raise ParamError(f"{name} must be an integer, got {value!r}")
-    for name, value in (("min_overlap", min_overlap), ("max_overlap", max_overlap)):
+    for name, value in numbers.items():
         if not isinstance(value, int | float | np.number) or isinstance(value, bool) or not np.isfinite(value):
             raise ParamError(f"{name} must be a finite number, got {value!r}")
     params = EmnistLinesParams(
-        max_length=int(max_length),
-        min_overlap=float(min_overlap),
-        max_overlap=float(max_overlap),
-        num_train=int(num_train),
-        num_val=int(num_val),
-        num_test=int(num_test),
-        seed=int(seed),
+        **{name: int(value) for name, value in integers.items()},
+        **{name: float(value) for name, value in numbers.items()},
     )
     for key, message in params.validate():
         raise ParamError(f"{key} {message}")
-    if seed < 0:
-        raise ParamError(f"seed must be >= 0, got {seed}")
+    return params
+
+
+def _check_pools(pools: TextPools, sizes: dict[str, int]) -> None:
+    """A split that needs lines needs text: fail naming the fraction that left its pool empty."""
+    keys = {"train": "text_val_fraction + text_test_fraction", "val": "text_val_fraction",
+            "test": "text_test_fraction"}  # fmt: skip
+    for split in SPLITS:
+        if sizes[split] and not pools.text(split):
+            raise ParamError(
+                f"emnist_lines.{keys[split]} leaves the {split} text pool with {len(pools.fileids[split])} "
+                f"document(s) and no words, but emnist_lines.num_{split}={sizes[split]} lines need phrases "
+                f"(the corpus has {sum(len(ids) for ids in pools.fileids.values())} documents)"
+            )
 
 
 def split_rngs(seed: int) -> dict[str, np.random.Generator]:
@@ -289,17 +341,25 @@ def build_emnist_lines(
     num_val: int,
     num_test: int,
     seed: int,
+    text_val_fraction: float = 0.1,
+    text_test_fraction: float = 0.1,
+    text_seed: int = 0,
+    train_text_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
-) -> dict[str, int]:
-    """Write emnist_lines.h5 atomically (layout in docs/architecture.md); return the number of lines per split.
+) -> dict[str, Any]:
+    """Write emnist_lines.h5 atomically (layout in docs/architecture.md); return its per-split figures.
 
-    Parameters are checked before anything is read or written. Each split samples its
-    phrases and draws its lines with its own child of np.random.default_rng(seed), from
-    its own glyph pool, CHUNK_LINES lines at a time. Same inputs and parameters give a
-    byte-identical file. Memory: the split's glyph pool (about 0.5 GB for ByClass train)
-    plus one chunk.
+    Parameters are checked before anything is read or written. The Brown documents are
+    dealt into text pools (text_*_fraction, text_seed); each split samples its phrases from
+    its own pool and draws its lines from its own glyph pool, with its own child of
+    np.random.default_rng(seed), CHUNK_LINES lines at a time. train_text_path, if given,
+    receives the train pool's text (write_pool_text), the only text a language model may
+    learn from. Same inputs and parameters give byte-identical files. Memory: the split's
+    glyph pool (about 0.5 GB for ByClass train) plus one chunk.
+
+    Returns {"lines": {split: n}, "documents": {split: n}, "words": {split: n}}.
     """
-    check_params(
+    params = check_params(
         max_length=max_length,
         min_overlap=min_overlap,
         max_overlap=max_overlap,
@@ -307,13 +367,24 @@ def build_emnist_lines(
         num_val=num_val,
         num_test=num_test,
         seed=seed,
+        text_val_fraction=text_val_fraction,
+        text_test_fraction=text_test_fraction,
+        text_seed=text_seed,
     )
     emnist_h5, out_path = Path(emnist_h5), Path(out_path)
     if not emnist_h5.is_file():
         raise FileNotFoundError(f"{emnist_h5} does not exist: run the emnist_hdf5 stage first")
-    text = load_brown_text(brown_zip)
-    sizes = {"train": int(num_train), "val": int(num_val), "test": int(num_test)}
-    rngs = split_rngs(int(seed))
+    pools = load_text_pools(
+        brown_zip, val_fraction=params.text_val_fraction, test_fraction=params.text_test_fraction, seed=params.text_seed
+    )
+    sizes = {"train": params.num_train, "val": params.num_val, "test": params.num_test}
+    _check_pools(pools, sizes)
+    rngs = split_rngs(params.seed)
+    # Every split's phrases before any output: each generator then goes on to draw its layouts.
+    encoded = {}
+    for split in SPLITS:
+        phrases = sample_phrases(pools.text(split), sizes[split], max_length, rngs[split]) if sizes[split] else []
+        encoded[split] = encode_texts(phrases, max_length)
     width = line_width(max_length)
     with h5py.File(emnist_h5, "r") as src, atomic_path(out_path, suffix=".h5") as tmp:
         check_mapping(src)
@@ -323,10 +394,15 @@ def build_emnist_lines(
             dst.attrs["min_overlap"] = float(min_overlap)
             dst.attrs["max_overlap"] = float(max_overlap)
             dst.attrs["seed"] = int(seed)
+            dst.attrs["text_val_fraction"] = params.text_val_fraction
+            dst.attrs["text_test_fraction"] = params.text_test_fraction
+            dst.attrs["text_seed"] = params.text_seed
+            dst.attrs["text_pool_documents"] = json.dumps(pools.counts()["documents"])
+            dst.attrs["text_pool_fileids"] = json.dumps({k: list(v) for k, v in pools.fileids.items()})
             for split in SPLITS:
                 count, rng = sizes[split], rngs[split]
                 glyphs, glyph_labels = _read_pool(src, split, emnist_h5) if count else (None, None)
-                labels, lengths = encode_texts(sample_phrases(text, count, max_length, rng), max_length)
+                labels, lengths = encoded[split]
                 group = dst.create_group(split)
                 group.create_dataset("labels", data=labels, track_times=False)
                 group.create_dataset("lengths", data=lengths, track_times=False)
@@ -347,7 +423,9 @@ def build_emnist_lines(
                     )
                     images_ds[start:stop] = images
                     index_ds[start:stop] = glyph_index
-    return sizes
+    if train_text_path is not None:
+        write_pool_text(train_text_path, pools, "train")
+    return {"lines": sizes, **pools.counts()}
 
 
 # --- looking at it ---------------------------------------------------------------------------
@@ -426,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=Path, help="also write a PNG grid of sample test lines here")
     args = parser.parse_args(argv)
     with h5py.File(args.path, "r") as f:
-        attrs = {k: f.attrs[k] for k in ("max_length", "min_overlap", "max_overlap", "seed") if k in f.attrs}
+        keys = ("max_length", "min_overlap", "max_overlap", "seed", "text_seed", "text_pool_documents")
+        attrs = {k: f.attrs[k] for k in keys if k in f.attrs}
     print(f"{args.path}: " + ", ".join(f"{k}={v}" for k, v in attrs.items()))
     for split, s in lines_stats(args.path).items():
         print(

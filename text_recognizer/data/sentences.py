@@ -4,11 +4,17 @@ The corpus is read through NLTK's own Brown reader from the `brown.zip` that the
 download_brown stage fetched, so the pipeline never depends on a machine-wide NLTK data
 folder. The text is cleaned to the characters that EMNIST has glyphs for (digits and
 letters) plus the space, then cut into phrases of whole words.
+
+The 500 documents are dealt into train / val / test text pools (split_documents, stratified
+by genre), so that test lines show text that neither the line model nor anything estimated
+from the train text (a language model) has read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import os
 import re
 import zipfile
@@ -17,11 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from text_recognizer.io import atomic_path
 from text_recognizer.metadata import EMNIST_CLASSES
 
 # NLTK's own settings for the Brown corpus (nltk/corpus/__init__.py).
 BROWN_FILEIDS = r"c[a-z]\d\d"
 BROWN_FILEID_RE = re.compile(BROWN_FILEIDS)
+TEXT_POOLS = ("train", "val", "test")  # the splits of emnist_lines, each with its own documents
 _NOT_GLYPH = re.compile("[^" + re.escape("".join(EMNIST_CLASSES)) + " ]+")
 
 
@@ -68,8 +76,12 @@ def _check_brown_zip(path: Path) -> None:
         )
 
 
-def read_brown_sentences(zip_path: str | os.PathLike[str]) -> list[list[str]]:
-    """Every sentence of the corpus as a list of tokens (words and punctuation), in corpus order."""
+def read_brown_documents(zip_path: str | os.PathLike[str]) -> dict[str, list[list[str]]]:
+    """{fileid: its sentences as lists of tokens}, fileids in corpus order (ca01 ... cr09).
+
+    Documents are kept apart so that each split's text can come from its own documents
+    (split_documents); a sentence never spans two files, so nothing is cut at a boundary.
+    """
     import nltk.data
     from nltk.corpus.reader import CategorizedTaggedCorpusReader
 
@@ -85,9 +97,14 @@ def read_brown_sentences(zip_path: str | os.PathLike[str]) -> list[list[str]]:
         )
         try:
             # The reader is lazy: materialise inside the block, while NLTK may still open the file.
-            return [list(sentence) for sentence in reader.sents()]
+            return {fileid: [list(s) for s in reader.sents(fileid)] for fileid in reader.fileids()}
         except (UnicodeDecodeError, ValueError) as err:
             raise BrownCorpusError(f"{path}: NLTK could not read it as the Brown corpus ({err})") from err
+
+
+def read_brown_sentences(zip_path: str | os.PathLike[str]) -> list[list[str]]:
+    """Every sentence of the corpus as a list of tokens (words and punctuation), in corpus order."""
+    return [sentence for sentences in read_brown_documents(zip_path).values() for sentence in sentences]
 
 
 def clean_sentences(sentences: Iterable[Sequence[str]]) -> str:
@@ -111,6 +128,103 @@ def load_brown_text(zip_path: str | os.PathLike[str]) -> str:
     if not text:
         raise BrownCorpusError(f"{zip_path}: the corpus holds no letters or digits")
     return text
+
+
+def brown_category(fileid: str) -> str:
+    """The genre letter of a Brown file id ("a" for "ca01"), the category cats.txt gives it too."""
+    if not BROWN_FILEID_RE.fullmatch(fileid):
+        raise ValueError(f"{fileid!r} is not a Brown file id (like 'ca01')")
+    return fileid[1]
+
+
+def _apportion(sizes: Sequence[int], fraction: float) -> list[int]:
+    """Counts per group summing to round(fraction * total), each within 1 of fraction * its size.
+
+    Largest remainder (Hamilton): the whole pool has the asked share, and each genre its
+    share as nearly as whole documents allow. Ties go to the earlier group.
+    """
+    quotas = [fraction * n for n in sizes]
+    counts = [math.floor(q + 1e-9) for q in quotas]
+    left = math.floor(fraction * sum(sizes) + 0.5 + 1e-9) - sum(counts)
+    order = sorted(range(len(sizes)), key=lambda i: (-(quotas[i] - counts[i]), i))
+    for i in order[:left]:
+        counts[i] += 1
+    return counts
+
+
+def split_documents(
+    fileids: Iterable[str], *, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, tuple[str, ...]]:
+    """Deal Brown documents into {"train", "val", "test"} pools, disjoint, stratified by genre.
+
+    The val and test pools get round(fraction * number of documents) documents each, spread
+    over the genres in proportion to their sizes (_apportion); the train pool gets the rest.
+    Which documents of a genre go where is a permutation drawn from (seed, genre letter), so
+    a genre's assignment does not depend on the other genres. Each pool is sorted.
+    """
+    if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0 and val_fraction + test_fraction < 1.0):
+        raise ValueError(f"need 0 <= fractions and val + test < 1, got val {val_fraction}, test {test_fraction}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    ids = list(fileids)
+    if len(set(ids)) != len(ids):
+        raise ValueError("fileids must be unique")
+    by_genre: dict[str, list[str]] = {}
+    for fileid in sorted(ids):
+        by_genre.setdefault(brown_category(fileid), []).append(fileid)
+    genres = sorted(by_genre)
+    sizes = [len(by_genre[g]) for g in genres]
+    test_counts = _apportion(sizes, test_fraction)
+    val_counts = _apportion(sizes, val_fraction)
+    pools: dict[str, list[str]] = {name: [] for name in TEXT_POOLS}
+    for genre, size, n_test, n_val in zip(genres, sizes, test_counts, val_counts, strict=True):
+        n_val = min(n_val, size - n_test)
+        order = np.random.default_rng([seed, ord(genre)]).permutation(size).tolist()
+        docs = [by_genre[genre][i] for i in order]
+        pools["test"] += docs[:n_test]
+        pools["val"] += docs[n_test : n_test + n_val]
+        pools["train"] += docs[n_test + n_val :]
+    return {name: tuple(sorted(docs)) for name, docs in pools.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class TextPools:
+    """Each split's Brown documents and their cleaned text (clean_sentences, one string per document)."""
+
+    fileids: dict[str, tuple[str, ...]]
+    documents: dict[str, tuple[str, ...]]
+
+    def text(self, split: str) -> str:
+        """The pool's documents as one cleaned string, in fileid order (what sample_phrases cuts)."""
+        return " ".join(doc for doc in self.documents[split] if doc)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{"documents": {split: n}, "words": {split: n}}: for the stage's stats and the h5 attrs."""
+        return {
+            "documents": {split: len(ids) for split, ids in self.fileids.items()},
+            "words": {split: len(self.text(split).split()) for split in self.fileids},
+        }
+
+
+def load_text_pools(
+    zip_path: str | os.PathLike[str], *, val_fraction: float, test_fraction: float, seed: int
+) -> TextPools:
+    """Read the corpus once and split it into text pools by document (see split_documents)."""
+    corpus = read_brown_documents(zip_path)
+    fileids = split_documents(corpus, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    documents = {split: tuple(clean_sentences(corpus[f]) for f in ids) for split, ids in fileids.items()}
+    return TextPools(fileids=fileids, documents=documents)
+
+
+def write_pool_text(path: str | os.PathLike[str], pools: TextPools, split: str = "train") -> None:
+    """Write one pool's cleaned text, one document per line, UTF-8, atomically.
+
+    Words are cleaned exactly as the line phrases are, so a character model estimated from
+    this file sees the same alphabet as the lines; a newline only separates documents.
+    """
+    body = "".join(f"{doc}\n" for doc in pools.documents[split] if doc)
+    with atomic_path(path, suffix=".txt") as tmp:
+        tmp.write_text(body, encoding="utf-8")
 
 
 def sample_phrases(text: str, n: int, max_length: int, rng: np.random.Generator) -> list[str]:

@@ -387,37 +387,60 @@ def _sentence(rng: np.random.Generator) -> list[tuple[str, str]]:
 
 
 def _brown_text(rng: np.random.Generator, num_sentences: int) -> str:
-    """One file in Brown's format: each sentence on its own tab-indented line, blank lines between."""
+    """One file in Brown's format: each sentence on its own tab-indented line, blank lines between,
+    and one more newline at the end (as the real files have)."""
     lines = []
     for _ in range(num_sentences):
         tokens = " ".join(f"{word}/{tag}" for word, tag in _sentence(rng))
         lines.append(f"\n\n\t{tokens}\n")
-    return "".join(lines)
+    return "".join(lines) + "\n"
 
 
-def brown_fileids(num_files: int) -> list[tuple[str, str]]:
-    """[(fileid, category)]: about three files per category, numbered within it (ca01, ca02, cb01, ...)."""
-    num_categories = min(len(BROWN_CATEGORIES), max(1, num_files // 3))
-    out = []
-    for i in range(num_files):
-        letter, name = BROWN_CATEGORIES[i % num_categories]
-        out.append((f"c{letter}{i // num_categories + 1:02d}", name))
-    return sorted(out)
+# How many documents each genre has in the real corpus (cats.txt of NLTK's brown.zip): 500 in all.
+BROWN_DOCUMENTS_PER_CATEGORY: dict[str, int] = {
+    "a": 44, "b": 27, "c": 17, "d": 17, "e": 36, "f": 48, "g": 75, "h": 30,
+    "j": 80, "k": 29, "l": 24, "m": 6, "n": 29, "p": 29, "r": 9,
+}  # fmt: skip
+BROWN_NUM_FILES = sum(BROWN_DOCUMENTS_PER_CATEGORY.values())
+
+
+def brown_fileids(num_files: int = BROWN_NUM_FILES) -> list[tuple[str, str]]:
+    """[(fileid, category)] sorted, numbered within each genre (ca01, ca02, ..., cb01, ...).
+
+    The genres share num_files in proportion to the real corpus (largest remainder, ties to
+    the earlier genre), so 500 gives exactly the real file ids ca01 ... cr09 and their
+    categories, and a smaller corpus keeps the real mix of genres (the text pools of
+    emnist_lines are stratified by genre, so they see the same proportions on either corpus).
+    """
+    if not 1 <= num_files <= BROWN_NUM_FILES:
+        raise ValueError(f"num_files must be in 1..{BROWN_NUM_FILES} (the real corpus's size), got {num_files}")
+    real = [BROWN_DOCUMENTS_PER_CATEGORY[letter] for letter, _ in BROWN_CATEGORIES]
+    quotas = [num_files * n / BROWN_NUM_FILES for n in real]
+    counts = [int(q) for q in quotas]
+    by_remainder = sorted(range(len(real)), key=lambda i: (-(quotas[i] - counts[i]), i))
+    for i in by_remainder[: num_files - sum(counts)]:
+        counts[i] += 1
+    return [
+        (f"c{letter}{k:02d}", name)
+        for (letter, name), count in zip(BROWN_CATEGORIES, counts, strict=True)
+        for k in range(1, count + 1)
+    ]
 
 
 def write_brown_corpus(
-    path: str | os.PathLike[str], *, seed: int, num_files: int = 15, sentences_per_file: int = 40
+    path: str | os.PathLike[str], *, seed: int, num_files: int = BROWN_NUM_FILES, sentences_per_file: int = 20
 ) -> str:
     """Write a generated corpus laid out like NLTK's brown.zip; return the zip's sha256.
 
     NLTK's CategorizedTaggedCorpusReader reads it as it reads the real corpus, so the sentence
-    stage cannot tell the two apart. Sentences come from a seeded grammar over a few hundred
-    common words; same seed, same bytes.
+    stage cannot tell the two apart. By default it has the real corpus's 500 file ids and
+    cats.txt (byte for byte), so that emnist_lines can deal whole documents into text pools
+    as it does on the real one; 20 sentences a file (the real files have about 115) keep it
+    quick to write and read. Sentences come from a seeded grammar over a few hundred common
+    words; same seed, same bytes. Members are in the real zip's order (case-insensitive).
     """
     if num_files < 1 or sentences_per_file < 1:
         raise ValueError(f"num_files and sentences_per_file must be >= 1, got {num_files}, {sentences_per_file}")
-    if num_files > 99 * len(BROWN_CATEGORIES):
-        raise ValueError(f"num_files must be <= {99 * len(BROWN_CATEGORIES)}, got {num_files}")
     rng = np.random.default_rng(seed)
     files = brown_fileids(num_files)
     texts = {fileid: _brown_text(rng, sentences_per_file) for fileid, _ in files}
@@ -435,7 +458,7 @@ def write_brown_corpus(
         entries = [("CONTENTS", contents), ("README", readme), ("cats.txt", cats)] + [
             (fileid, texts[fileid]) for fileid, _ in files
         ]
-        for name, text in entries:
+        for name, text in sorted(entries, key=lambda entry: entry[0].lower()):
             archive.writestr(_zip_info(f"brown/{name}", zipfile.ZIP_DEFLATED), text.encode("ascii"), compresslevel=9)
     return file_digest(path, "sha256")
 
