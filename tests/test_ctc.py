@@ -47,6 +47,18 @@ def test_greedy_repeat_across_rows_boundary_not_collapsed():
     assert greedy_decode(logits) == [[A], [A]]
 
 
+def test_greedy_with_lengths_equals_each_line_decoded_alone():
+    """A cropped batch's shorter lines end before T: their steps past the length must not reach the text."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, len(LINE_TOKENS), 20)
+    logits[:, BLANK_INDEX] -= 1.0  # some blanks, mostly characters
+    lengths = torch.tensor([20, 1, 7, 13, 20, 4])
+    decoded = greedy_decode(logits, lengths)
+    assert decoded == [greedy_decode(logits[i : i + 1, :, :n])[0] for i, n in enumerate(lengths.tolist())]
+    assert decoded != greedy_decode(logits)  # the padding steps do hold characters here
+    assert greedy_decode(logits, torch.full((6,), 20)) == greedy_decode(logits)
+
+
 def test_indices_to_text_skips_special_tokens():
     assert indices_to_text([A, PAD_INDEX, BLANK_INDEX, CHAR_TO_LINE_INDEX[" "], B]) == "a b"
 

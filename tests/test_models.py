@@ -7,7 +7,16 @@ import torch
 
 from text_recognizer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS
-from text_recognizer.models.line_cnn import LineCNN, output_length
+from text_recognizer.models.line_cnn import (
+    RIGHT_CONTEXT,
+    LineCNN,
+    crop_lines,
+    crop_width,
+    ink_extents,
+    line_widths,
+    output_length,
+    output_lengths,
+)
 from text_recognizer.models.resnet import ResNetClassifier, stage_sizes
 
 
@@ -137,6 +146,105 @@ def test_checkpoint_strips_compile_prefix(tmp_path):
     loaded = load_checkpoint(tmp_path / "line.pt", expected_kind="line")
     x = torch.rand(1, 1, 28, 112)
     torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
+
+
+# The state_dict keys of every line checkpoint written before the context heads existed.
+_OLD_LINE_KEYS = [
+    "backbone.0.weight",
+    *(f"backbone.1.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")),
+    "backbone.3.weight",
+    *(f"backbone.4.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")),
+    "backbone.6.conv1.weight",
+    *(f"backbone.6.bn1.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")),
+    "backbone.6.conv2.weight",
+    *(f"backbone.6.bn2.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")),
+    "window.weight",
+    *(f"window_bn.{k}" for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")),
+    "classifier.weight",
+    "classifier.bias",
+]
+
+
+def _shake_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Random BN shifts: a blank column then maps to non-zero activations, unlike the convs' zero padding."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.bias.data.uniform_(-1, 1)
+            module.running_mean.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def test_old_line_checkpoint_loads_as_head_none_with_the_old_outputs(tmp_path):
+    """A checkpoint without `head` (all written before it) loads strictly and computes what the old forward did."""
+    torch.manual_seed(0)
+    model = _shake_batchnorm(LineCNN(width=8, fc_dim=8))
+    assert list(model.state_dict()) == _OLD_LINE_KEYS
+    old_kwargs = {"width": 8, "window_width": 28, "window_stride": 8, "fc_dim": 8, "dropout": 0.2, "num_classes": 65}
+    save_checkpoint(
+        tmp_path / "old.pt", kind="line", model_kwargs=old_kwargs, state_dict=model.state_dict(), mapping=LINE_TOKENS
+    )
+    loaded = load_checkpoint(tmp_path / "old.pt", expected_kind="line").model
+    assert loaded.head == "none" and loaded.context is None
+    x = torch.rand(2, 1, 28, 115)  # odd, (W - 28) % 8 == 7: the extra half-column window is no output
+    with torch.no_grad():  # the forward of the LineCNN before the heads, from the same modules
+        old = model.classifier(model.dropout(model.relu(model.window_bn(model.window(model.backbone(x))))))
+        old = old[:, :, 0, : model.output_length(x.shape[3])]
+        torch.testing.assert_close(loaded(x), old, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("head", ["lstm", "transformer"])
+def test_line_cnn_context_heads_shapes_checkpoint_and_context(tmp_path, head):
+    torch.manual_seed(0)
+    model = LineCNN(width=8, fc_dim=16, head=head).eval()
+    x = torch.rand(3, 1, 28, 28 * 6)
+    out = model(x)
+    assert out.shape == (3, len(LINE_TOKENS), model.output_length(x.shape[3]))
+    kwargs = {"width": 8, "fc_dim": 16, "head": head}
+    save_checkpoint(
+        tmp_path / "l.pt", kind="line", model_kwargs=kwargs, state_dict=model.state_dict(), mapping=LINE_TOKENS
+    )
+    loaded = load_checkpoint(tmp_path / "l.pt", expected_kind="line")
+    assert loaded.model_kwargs["head"] == head and loaded.model.head == head
+    torch.testing.assert_close(loaded.model(x), out, rtol=0, atol=0)
+    # Unlike the bare windows, output 0 now hears about ink far to its right.
+    y = x.clone()
+    y[..., 28 * 4 :] = torch.rand_like(y[..., 28 * 4 :])
+    assert not torch.allclose(model(y)[..., 0], out[..., 0])
+    with pytest.raises(ValueError, match="head"):
+        LineCNN(head="gru")  # type: ignore[arg-type]
+
+
+def test_line_widths_sit_on_the_window_lattice():
+    images = torch.zeros(4, 28, 224, dtype=torch.uint8)
+    images[1, 5, 32] = 1  # ink up to column 32: extent 33
+    images[2, :, :105] = 200
+    images[3, 0, 223] = 9  # ink in the last column
+    extents = ink_extents(images)
+    assert extents.tolist() == [0, 33, 105, 224]
+    widths = line_widths(extents, 224, window_width=28, window_stride=8)
+    # extent + 4 px of margin, rounded up to 28 + 8k; a blank line still gets one window; never past the image
+    assert widths.tolist() == [28, 44, 116, 224]
+    assert output_lengths(widths, 28, 8).tolist() == [output_length(w, 28, 8) for w in widths.tolist()]
+    assert crop_width(widths[:3], 224, 28, 8) == 124  # 116 + RIGHT_CONTEXT, up to the lattice
+    assert crop_width(widths, 224, 28, 8) == 224
+
+
+@pytest.mark.parametrize("head", ["none", "lstm", "transformer"])
+@pytest.mark.parametrize(("window_width", "window_stride"), [(28, 8), (20, 2)])
+def test_cropped_lines_give_the_full_width_logits_within_their_lengths(head, window_width, window_stride):
+    """Cropping a batch to its widest line changes no logit a line owns (eval mode: BN without batch statistics)."""
+    torch.manual_seed(0)
+    model = _shake_batchnorm(
+        LineCNN(width=8, fc_dim=16, window_width=window_width, window_stride=window_stride, head=head)
+    )
+    x = torch.zeros(4, 1, 28, 28 * 8)
+    for i, extent in enumerate([31, 97, 150, 60]):  # the widest stays well inside the image: the crop binds
+        x[i, 0, 4:24, :extent] = torch.rand(20, extent)
+    cropped, lengths = crop_lines(x, window_width, window_stride)
+    assert cropped.shape[-1] < x.shape[-1] and cropped.shape[-1] >= 150 + RIGHT_CONTEXT
+    full_logits, cropped_logits = model(x, lengths), model(cropped, lengths)
+    for i, steps in enumerate(lengths.tolist()):
+        torch.testing.assert_close(cropped_logits[i, :, :steps], full_logits[i, :, :steps], rtol=1e-5, atol=1e-5)
 
 
 def _save_char(path):

@@ -30,9 +30,26 @@ from text_recognizer.metadata import (
     PAD_INDEX,
     emnist_class_to_line_index,
 )
-from text_recognizer.models.line_cnn import LineCNN
-from text_recognizer.params import LineModelParams, ModelParams, TrainParams
+from text_recognizer.models.line_cnn import LineCNN, crop_lines
+from text_recognizer.params import LineModelParams, ModelParams, TrainParams, load_section
 from text_recognizer.training import adamw_settings, resolve_hardware, train_char_model, train_line_model
+
+PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def model_params(**overrides: object) -> ModelParams:
+    """params.yaml's `model` section with `overrides` (sections have no defaults: params.yaml holds the values)."""
+    return load_section("model", PARAMS_YAML, **overrides)
+
+
+def line_model_params(**overrides: object) -> LineModelParams:
+    return load_section("line_model", PARAMS_YAML, **overrides)
+
+
+def train_params(**overrides: object) -> TrainParams:
+    """params.yaml's `train_cnn` section with `overrides`: the run settings these tests start from."""
+    return load_section("train_cnn", PARAMS_YAML, **overrides)
+
 
 # --- small offline data files ---------------------------------------------------------------------
 
@@ -171,13 +188,13 @@ def test_datamodule_serves_int64_targets_and_config(emnist_h5: Path) -> None:
 def test_resolve_hardware_defaults_to_cpu_float32_without_cuda() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    hardware = resolve_hardware(TrainParams())
+    hardware = resolve_hardware(train_params())
     assert (hardware.accelerator, hardware.precision, hardware.deterministic) == ("cpu", "32-true", True)
 
 
 def test_char_model_learns_from_rendered_glyphs(emnist_h5: Path, tmp_path: Path) -> None:
-    model = ModelParams(num_blocks=2, width=16, dropout=0.1)
-    run = TrainParams(epochs=10, batch_size=64, lr=3e-3, seed=0)  # 10 x 15 = 150 steps
+    model = model_params(num_blocks=2, width=16, dropout=0.1)
+    run = train_params(epochs=10, batch_size=64, lr=3e-3, seed=0)  # 10 x 15 = 150 steps
     metrics = train_char_model(emnist_h5, model, run, checkpoint_path=tmp_path / "cnn.pt", log_dir=tmp_path / "live")
     print("char metrics:", metrics)
     assert set(metrics) == {"val/acc", "val/loss"}
@@ -190,16 +207,17 @@ def test_char_model_learns_from_rendered_glyphs(emnist_h5: Path, tmp_path: Path)
 
 
 def test_line_model_learns_to_read(lines_h5: Path, tmp_path: Path) -> None:
-    model = LineModelParams(width=16, fc_dim=64, dropout=0.0)
+    model = line_model_params(width=16, fc_dim=64, dropout=0.0)
     # On the CPU even with a GPU present: the check below recomputes the CER in float32 on the CPU.
-    run = TrainParams(epochs=6, batch_size=32, lr=5e-3, seed=0, augment=False, accelerator="cpu")  # 144 steps
+    run = train_params(epochs=6, batch_size=32, lr=5e-3, seed=0, augment=False, accelerator="cpu")  # 144 steps
     with h5py.File(lines_h5) as f:
         x = torch.from_numpy(f["val/images"][:]).unsqueeze(1).float() / 255
         targets = labels_to_texts(torch.from_numpy(f["val/labels"][:]), torch.from_numpy(f["val/lengths"][:]))
 
     def cer_of(net: torch.nn.Module) -> float:
+        cropped, steps = crop_lines(x)  # as training reads lines: cut to the widest, per-line lengths
         with torch.no_grad():
-            preds = [indices_to_text(row) for row in greedy_decode(net.eval()(x))]
+            preds = [indices_to_text(row) for row in greedy_decode(net.eval()(cropped, steps), steps)]
         return character_error_rate(preds, targets)
 
     torch.manual_seed(0)
@@ -212,9 +230,30 @@ def test_line_model_learns_to_read(lines_h5: Path, tmp_path: Path) -> None:
     assert cer_of(trained) == pytest.approx(metrics["val/cer"], abs=1e-6)  # logged CER = corpus CER of the weights
 
 
+@pytest.mark.parametrize("head", ["lstm", "transformer"])
+def test_line_model_with_a_context_head_learns_and_records_it(lines_h5: Path, tmp_path: Path, head: str) -> None:
+    model = line_model_params(width=16, fc_dim=64, dropout=0.0, head=head)
+    run = train_params(epochs=6, batch_size=32, lr=5e-3, seed=0, augment=False, accelerator="cpu")
+    with h5py.File(lines_h5) as f:
+        x = torch.from_numpy(f["val/images"][:]).unsqueeze(1).float() / 255
+    torch.manual_seed(0)
+    untrained = LineCNN(num_classes=len(LINE_TOKENS), **dataclasses.asdict(model)).eval()
+    cropped, steps = crop_lines(x)
+    with torch.no_grad():
+        preds = [indices_to_text(row) for row in greedy_decode(untrained(cropped, steps), steps)]
+    with h5py.File(lines_h5) as f:
+        targets = labels_to_texts(torch.from_numpy(f["val/labels"][:]), torch.from_numpy(f["val/lengths"][:]))
+    untrained_cer = character_error_rate(preds, targets)
+    metrics = train_line_model(lines_h5, model, run, checkpoint_path=tmp_path / "line.pt", log_dir=tmp_path / "live")
+    print(head, "line metrics:", metrics, "untrained CER:", untrained_cer)
+    assert metrics["val/cer"] < 0.7 * untrained_cer
+    loaded = load_checkpoint(tmp_path / "line.pt", expected_kind="line")
+    assert loaded.model_kwargs["head"] == head and loaded.model.head == head
+
+
 def test_same_params_give_identical_runs_and_outputs(emnist_h5: Path, tmp_path: Path) -> None:
-    model = ModelParams(num_blocks=1, width=8)
-    run = TrainParams(epochs=2, batch_size=64, limit_train_batches=0.25, seed=7, accelerator="cpu")
+    model = model_params(num_blocks=1, width=8)
+    run = train_params(epochs=2, batch_size=64, limit_train_batches=0.25, seed=7, accelerator="cpu")
     first = train_char_model(emnist_h5, model, run, checkpoint_path=tmp_path / "a.pt", log_dir=tmp_path / "a")
     second = train_char_model(emnist_h5, model, run, checkpoint_path=tmp_path / "b.pt", log_dir=tmp_path / "b")
     assert first == second
@@ -234,8 +273,8 @@ def test_missing_data_fails_before_writing_anything(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing\.h5"):
         train_char_model(
             tmp_path / "missing.h5",
-            ModelParams(),
-            TrainParams(),
+            model_params(),
+            train_params(),
             checkpoint_path=tmp_path / "cnn.pt",
             log_dir=tmp_path / "live",
         )
@@ -287,5 +326,5 @@ def test_onecycle_survives_runs_of_a_few_steps(total_steps: int) -> None:
 
 
 def test_train_params_reach_the_optimizer_settings() -> None:
-    run = TrainParams(lr=0.02, weight_decay=0.01, schedule="constant", warmup_fraction=0.25)
+    run = train_params(lr=0.02, weight_decay=0.01, schedule="constant", warmup_fraction=0.25)
     assert adamw_settings(run) == AdamWSettings(lr=0.02, weight_decay=0.01, schedule="constant", warmup_fraction=0.25)

@@ -93,7 +93,16 @@ def train_line_model(
     checkpoint_path and log_dir are final outputs, written by global rank 0 only (fit_and_save).
     """
     hardware = resolve_hardware(run, section=LINE_SECTION)
-    datamodule = EmnistLinesDataModule(data_path, batch_size=run.batch_size, seed=run.seed, augment=run.augment)
+    # Each batch is cropped to its widest line and carries per-line CTC input lengths for this window
+    # arithmetic; setup refuses lines that get fewer steps than CTC needs (EmnistLinesDataModule).
+    datamodule = EmnistLinesDataModule(
+        data_path,
+        batch_size=run.batch_size,
+        seed=run.seed,
+        augment=run.augment,
+        window_width=model.window_width,
+        window_stride=model.window_stride,
+    )
     config = datamodule.config()
     mapping = config["mapping"]
     model_kwargs = {**dataclasses.asdict(model), "num_classes": len(mapping)}

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from text_recognizer.data.emnist import check_mapping
+from text_recognizer.data.emnist_lines import ctc_steps_needed_rows
 from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
+from text_recognizer.models.line_cnn import crop_widths, ink_extents, line_widths, output_lengths
 
 # --- augmentation --------------------------------------------------------------------------
 
@@ -95,14 +97,28 @@ def place(tensor: torch.Tensor, device: torch.device | str | None) -> torch.Tens
     return tensor.to(device, non_blocking=True)
 
 
+def epoch_seed(seed: int, epoch: int, *stream: int) -> int:
+    """A 64-bit torch seed drawn from (seed, epoch, *stream) together.
+
+    `seed + epoch` would make seed 1 replay seed 0 one epoch later; SeedSequence hashes the
+    pair, so every (seed, epoch) gets its own order. `stream` keys further independent streams
+    (the augmentation of each rank) off the same pair.
+    """
+    if seed < 0 or epoch < 0:
+        raise ValueError(f"seed and epoch must be >= 0, got {seed}, {epoch}")
+    sequence = np.random.SeedSequence([seed, epoch], spawn_key=tuple(stream))
+    return int(sequence.generate_state(1, dtype=np.uint64)[0])
+
+
 class DeviceLoader:
     """Iterates over (x, *targets) batches gathered from tensors that already sit on the device.
 
     images: (N, H, W) uint8; yielded as (B, 1, H, W) float in [0, 1] on the same device.
     targets: one tensor or a tuple of tensors with N rows, yielded as the matching rows.
 
-    Each epoch shuffles with an on-device `torch.randperm` from a generator seeded with
-    seed + epoch, so runs are reproducible and every DDP rank draws the same permutation; rank r
+    Each epoch shuffles with an on-device `torch.randperm` from a generator seeded from
+    (seed, epoch) together (`epoch_seed`), so runs are reproducible, seeds do not replay each
+    other's epochs, and every DDP rank draws the same permutation; rank r
     of world_size then takes its own contiguous slice of equal size (the last N % world_size
     indices of the permutation are left out, so shards stay disjoint and every rank runs the
     same number of steps, which DDP needs). With one rank and drop_last=False every example
@@ -111,6 +127,11 @@ class DeviceLoader:
     The epoch advances by itself on every `iter()`; Lightning also calls `set_epoch` (it finds
     it through `.sampler`, as for a DistributedSampler), which keeps the order tied to the
     trainer's epoch count.
+
+    widths: optional (N,) int, the columns each image needs (lines: see EmnistLinesDataModule).
+    Each batch is then cut to the largest of its rows' widths, so no compute goes to the padding
+    right of its widest line. Unsorted on purpose: batches stay random. The batch widths of an
+    epoch are computed in one go, so cropping costs one device sync per epoch, not per batch.
     """
 
     batch_sampler = None  # Lightning inspects .sampler/.batch_sampler; there is no torch sampler here
@@ -128,6 +149,7 @@ class DeviceLoader:
         world_size: int = 1,
         augment: Augmentation | None = None,
         device: torch.device | str | None = None,
+        widths: torch.Tensor | None = None,
     ) -> None:
         if images.ndim != 3 or images.dtype != torch.uint8:
             raise ValueError(f"images must be (N, H, W) uint8, got {tuple(images.shape)} {images.dtype}")
@@ -139,6 +161,12 @@ class DeviceLoader:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        if widths is not None:
+            if widths.shape != images.shape[:1]:
+                raise ValueError(f"widths must be ({images.shape[0]},), got {tuple(widths.shape)}")
+            if augment is not None and (augment.shift[0] or augment.scale[0] or augment.rotation):
+                # the warp would move ink past the crop, which was measured on the unwarped images
+                raise ValueError("cropping to widths needs an augmentation that keeps ink columns in place")
         self.images = place(images, device)
         self.targets = tuple(place(t, device) for t in targets)
         self.batch_size = batch_size
@@ -148,6 +176,7 @@ class DeviceLoader:
         self.rank = rank
         self.world_size = world_size
         self.augment = augment
+        self.widths = None if widths is None else place(widths.long(), device)
         self.epoch = 0
         self.per_rank = images.shape[0] // world_size
 
@@ -172,11 +201,20 @@ class DeviceLoader:
         """This rank's indices for `epoch`, in visiting order (on the device)."""
         n = self.images.shape[0]
         if self.shuffle:
-            generator = torch.Generator(device=self.device).manual_seed(self.seed + epoch)
+            generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch))
             order = torch.randperm(n, generator=generator, device=self.device)
         else:
             order = torch.arange(n, device=self.device)
         return order[self.rank * self.per_rank : (self.rank + 1) * self.per_rank]
+
+    def batch_widths(self, order: torch.Tensor) -> list[int]:
+        """Columns to keep for each batch of `order`: the widest row's width (one sync for the epoch)."""
+        full = self.images.shape[2]
+        if self.widths is None:
+            return [full] * len(self)
+        steps = len(self) * self.batch_size
+        padded = F.pad(self.widths[order[:steps]], (0, steps - min(steps, len(order))), value=0)  # (steps,)
+        return padded.view(len(self), self.batch_size).amax(dim=1).clamp(max=full).tolist()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         epoch = self.epoch
@@ -185,11 +223,11 @@ class DeviceLoader:
         aug_generator = None
         if self.augment is not None:
             # A stream apart from the permutation's, different on every rank and epoch.
-            aug_seed = (self.seed * 1_000_003 + epoch) * 1024 + self.rank + 1
+            aug_seed = epoch_seed(self.seed, epoch, self.rank + 1)
             aug_generator = torch.Generator(device=self.device).manual_seed(aug_seed)
-        for i in range(len(self)):
+        for i, width in enumerate(self.batch_widths(order)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            x = self.images[idx].unsqueeze(1).float().div_(255.0)  # (B, 1, H, W) in [0, 1]
+            x = self.images[idx, :, :width].unsqueeze(1).float().div_(255.0)  # (B, 1, H, width) in [0, 1]
             if aug_generator is not None:
                 x = augment_batch(x, aug_generator, self.augment)
             yield (x, *(t[idx] for t in self.targets))
@@ -223,7 +261,8 @@ class _DeviceDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.augment = augment
-        self.splits: dict[str, tuple[torch.Tensor, tuple[torch.Tensor, ...]]] = {}
+        # split -> (images, targets, per-example crop widths or None)
+        self.splits: dict[str, tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]] = {}
         self._device: torch.device | None = None
 
     def _placement(self) -> tuple[torch.device, int, int]:
@@ -232,12 +271,21 @@ class _DeviceDataModule(pl.LightningDataModule):
             return torch.device("cpu"), 0, 1
         return self.trainer.strategy.root_device, self.trainer.global_rank, self.trainer.world_size
 
+    def _read_split(
+        self, split: str, group: h5py.Group
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """(images, targets, crop widths) of one split, on the CPU; subclasses add what they derive."""
+        images = torch.from_numpy(np.asarray(group["images"], dtype=np.uint8))
+        targets = tuple(torch.from_numpy(np.asarray(group[name]).astype(np.int64)) for name in self.target_names)
+        return images, targets, None
+
     def setup(self, stage: str | None = None) -> None:
         device, _, _ = self._placement()
         if self.splits:
             if device != self._device:  # set up before a trainer was attached: move, don't re-read
                 self.splits = {
-                    k: (place(x, device), tuple(place(t, device) for t in ts)) for k, (x, ts) in self.splits.items()
+                    k: (place(x, device), tuple(place(t, device) for t in ts), None if w is None else place(w, device))
+                    for k, (x, ts, w) in self.splits.items()
                 }
                 self._device = device
             return
@@ -246,15 +294,16 @@ class _DeviceDataModule(pl.LightningDataModule):
             for split in ("train", "val"):
                 if split not in f:
                     raise ValueError(f"{self.h5_path} has no '{split}' split")
-                images = torch.from_numpy(np.asarray(f[split]["images"], dtype=np.uint8))
-                targets = tuple(
-                    torch.from_numpy(np.asarray(f[split][name]).astype(np.int64)) for name in self.target_names
+                images, targets, widths = self._read_split(split, f[split])
+                self.splits[split] = (
+                    place(images, device),
+                    tuple(place(t, device) for t in targets),
+                    None if widths is None else place(widths, device),
                 )
-                self.splits[split] = (place(images, device), tuple(place(t, device) for t in targets))
 
     def _loader(self, split: str, *, train: bool) -> DeviceLoader:
         self.setup()
-        images, targets = self.splits[split]
+        images, targets, widths = self.splits[split]
         _, rank, world_size = self._placement()
         return DeviceLoader(
             images,
@@ -266,6 +315,7 @@ class _DeviceDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world_size,
             augment=self.augmentation if (train and self.augment) else None,
+            widths=widths,
         )
 
     def train_dataloader(self) -> DeviceLoader:
@@ -291,17 +341,69 @@ class EmnistDataModule(_DeviceDataModule):
 
 
 class EmnistLinesDataModule(_DeviceDataModule):
-    """emnist_lines.h5: (M, 28, 28 * max_length) lines, labels padded with PAD_INDEX, lengths."""
+    """emnist_lines.h5: (M, 28, 28 * max_length) lines, labels padded with PAD_INDEX, lengths.
+
+    Batches are (x, labels, lengths, input_lengths): input_lengths (B,) are each line's CTC
+    input lengths, the output steps of its own width (`line_widths`: ink extent from
+    `{split}/widths` when the file has it, else from the last ink column, plus INK_MARGIN, on the
+    window lattice). With `crop` each batch is cut to its widest line (plus the columns its last
+    windows read, `crop_widths`), so the padding is not convolved; the logits within each line's
+    length are the same either way. At setup every train and val line is checked to get at least
+    the steps CTC needs for its text (characters plus repeated neighbours): a ValueError names
+    the lines that do not, instead of their loss silently becoming zero.
+    """
 
     target_names = ("labels", "lengths")
     augmentation = LINE_AUGMENTATION
 
-    def __init__(self, h5_path: str | os.PathLike[str], *, batch_size: int, seed: int, augment: bool) -> None:
+    def __init__(
+        self,
+        h5_path: str | os.PathLike[str],
+        *,
+        batch_size: int,
+        seed: int,
+        augment: bool,
+        window_width: int = 28,
+        window_stride: int = 8,
+        crop: bool = True,
+    ) -> None:
         super().__init__(h5_path, batch_size=batch_size, seed=seed, augment=augment)
         self.mapping = _read_mapping(self.h5_path, LINE_TOKENS)
+        self.window_width = window_width
+        self.window_stride = window_stride
+        self.crop = crop
         with h5py.File(self.h5_path, "r") as f:
             self.image_width = int(f["train"]["images"].shape[2])
             self.max_length = int(f["train"]["labels"].shape[1])
+
+    def _read_split(
+        self, split: str, group: h5py.Group
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        images, (labels, lengths), _ = super()._read_split(split, group)
+        extents = (
+            torch.from_numpy(np.asarray(group["widths"]).astype(np.int64)) if "widths" in group else ink_extents(images)
+        )
+        widths = line_widths(extents, self.image_width, self.window_width, self.window_stride)  # (M,)
+        input_lengths = output_lengths(widths, self.window_width, self.window_stride)  # (M,)
+        self._check_alignable(split, labels, lengths, input_lengths)
+        crop = crop_widths(widths, self.image_width, self.window_width, self.window_stride) if self.crop else None
+        return images, (labels, lengths, input_lengths), crop
+
+    def _check_alignable(
+        self, split: str, labels: torch.Tensor, lengths: torch.Tensor, input_lengths: torch.Tensor
+    ) -> None:
+        needed = torch.from_numpy(ctc_steps_needed_rows(labels.numpy(), lengths.numpy()))
+        short = torch.nonzero(input_lengths < needed).flatten()
+        if short.numel() == 0:
+            return
+        i = int(short[0])
+        raise ValueError(
+            f"{short.numel()} of {len(labels)} {split} lines of {self.h5_path} get fewer LineCNN output steps than "
+            f"CTC needs (characters plus one per repeated neighbour), e.g. line {i} with {int(lengths[i])} characters "
+            f"needs {int(needed[i])} steps and gets {int(input_lengths[i])}: lower line_model.window_stride "
+            f"({self.window_stride}) or line_model.window_width ({self.window_width}), or draw the lines with less "
+            "overlap (emnist_lines.max_overlap)"
+        )
 
     def config(self) -> dict[str, Any]:
         """Input dims, output dims and mapping: what a model needs to be built (the FSDL contract)."""

@@ -28,11 +28,13 @@ def ctc_loss(
     logits : (B, C, T) tensor, any float dtype
     targets : (B, L) integer tensor, indices into LINE_TOKENS padded with PAD_INDEX
     target_lengths : (B,) integer tensor, real characters per row (padding excluded)
-    input_lengths : (B,) integer tensor, optional; defaults to T for every row
+    input_lengths : (B,) integer tensor, optional: each line's own steps (<= T, those of its width
+        in a cropped batch); defaults to T for every row
 
     Returns
     -------
-    () float32 tensor. Impossible alignments (T too short) give 0 instead of inf (zero_infinity).
+    () float32 tensor. Impossible alignments (T too short) give 0 instead of inf (zero_infinity);
+    EmnistLinesDataModule refuses such lines at setup, so training never leans on that.
     """
     batch, _, steps = logits.shape
     with torch.autocast(device_type=logits.device.type, enabled=False):
@@ -50,12 +52,14 @@ def ctc_loss(
         )
 
 
-def greedy_decode(logits: torch.Tensor) -> list[list[int]]:
+def greedy_decode(logits: torch.Tensor, input_lengths: torch.Tensor | None = None) -> list[list[int]]:
     """Best-path CTC decoding: argmax per step, collapse repeats, drop blanks.
 
     Parameters
     ----------
     logits : (B, C, T) tensor (scores or log-probabilities; only the argmax matters)
+    input_lengths : (B,) integer tensor, optional: steps of each row that belong to its line
+        (a cropped batch's shorter lines end before T); the steps past them are ignored
 
     Returns
     -------
@@ -64,6 +68,9 @@ def greedy_decode(logits: torch.Tensor) -> list[list[int]]:
     best = logits.argmax(dim=1)  # (B, T)
     previous = F.pad(best, (1, 0), value=-1)[:, :-1]  # (B, T): the step before, -1 at t = 0
     keep = (best != previous) & (best != BLANK_INDEX)  # (B, T)
+    if input_lengths is not None:
+        steps = torch.arange(best.shape[1], device=best.device)  # (T,)
+        keep &= steps[None, :] < input_lengths.to(best.device)[:, None]  # (B, T): padding steps dropped
     values = best[keep].tolist()  # kept tokens of all rows, row-major
     counts = keep.sum(dim=1).tolist()  # (B,)
     out: list[list[int]] = []

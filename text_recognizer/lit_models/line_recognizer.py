@@ -36,8 +36,17 @@ class CorpusCER(torchmetrics.Metric):
         return self.errors.float() / self.chars.clamp(min=1).float()
 
 
+LineBatch = tuple[torch.Tensor, ...]  # (x, labels, lengths) or (x, labels, lengths, input_lengths)
+
+
 class LineRecognizer(pl.LightningModule):
-    """CTC training of `model`; logs train/loss, val/loss, val/cer and val/line_acc once per epoch."""
+    """CTC training of `model`; logs train/loss, val/loss, val/cer and val/line_acc once per epoch.
+
+    A batch may carry per-line CTC input lengths (EmnistLinesDataModule's 4th element): the
+    model gets them (a context head masks the padding with them), the loss aligns each line
+    within its own steps, and decoding ignores the steps past them. Without them every line has
+    the full T steps.
+    """
 
     def __init__(self, model: nn.Module, *, optimizer: AdamWSettings) -> None:
         super().__init__()
@@ -46,20 +55,26 @@ class LineRecognizer(pl.LightningModule):
         self.val_cer = CorpusCER()
         self.val_line_acc = torchmetrics.MeanMetric()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def forward(self, x: torch.Tensor, input_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(x) if input_lengths is None else self.model(x, input_lengths)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, labels, lengths = batch  # (B, 1, 28, W) float, (B, L) int64 padded, (B,) int64
-        loss = ctc_loss(self(x), labels, lengths)  # float32 even under bf16 autocast
+    @staticmethod
+    def _unpack(batch: LineBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        x, labels, lengths, *rest = batch  # (B, 1, 28, W) float, (B, L) int64 padded, (B,) int64[, (B,) int64]
+        return x, labels, lengths, (rest[0] if rest else None)
+
+    def training_step(self, batch: LineBatch, batch_idx: int) -> torch.Tensor:
+        x, labels, lengths, input_lengths = self._unpack(batch)
+        loss = ctc_loss(self(x, input_lengths), labels, lengths, input_lengths)  # float32 even under bf16 autocast
         self.log("train/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(x))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, labels, lengths = batch
-        logits = self(x)  # (B, C, T)
-        self.log("val/loss", ctc_loss(logits, labels, lengths), on_epoch=True, sync_dist=True, batch_size=len(x))
-        preds = [indices_to_text(row) for row in greedy_decode(logits)]
+    def validation_step(self, batch: LineBatch, batch_idx: int) -> None:
+        x, labels, lengths, input_lengths = self._unpack(batch)
+        logits = self(x, input_lengths)  # (B, C, T)
+        loss = ctc_loss(logits, labels, lengths, input_lengths)
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(x))
+        preds = [indices_to_text(row) for row in greedy_decode(logits, input_lengths)]
         targets = labels_to_texts(labels, lengths)  # cut at each length: padding never scores
         self.val_cer(preds, targets)
         exact = [float(p == t) for p, t in zip(preds, targets, strict=True)]

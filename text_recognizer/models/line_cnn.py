@@ -1,12 +1,30 @@
-"""A fully convolutional line reader: one logit vector per sliding window, for CTC."""
+"""A fully convolutional line reader: one logit vector per sliding window, for CTC, with an optional context head.
+
+Also the window arithmetic that lets a batch skip its padding: a line's own width on the window
+lattice (`line_widths`), the output steps it gets (`output_lengths`) and the crop that keeps each
+line's logits exactly what the full-width image gives (`crop_width`, `crop_lines`).
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from text_recognizer.metadata import GLYPH_SIZE, LINE_TOKENS
 from text_recognizer.models.resnet import ResidualBlock
+
+Head = Literal["none", "lstm", "transformer"]
+HEADS: tuple[str, ...] = ("none", "lstm", "transformer")
+# Columns past a window's right edge that still reach its output: 1 from the full-resolution 3x3
+# conv, 2 from the stride-2 conv and 2 x 2 from the residual block's 3x3 convs at half resolution.
+RIGHT_CONTEXT = 5
+# Blank columns kept after a line's last ink column, so that its last window ends on background.
+INK_MARGIN = 4
+_TRANSFORMER_LAYERS = 2
 
 
 def output_length(image_width: int, window_width: int = 28, window_stride: int = 8) -> int:
@@ -16,6 +34,79 @@ def output_length(image_width: int, window_width: int = 28, window_stride: int =
     return (image_width - window_width) // window_stride + 1
 
 
+def output_lengths(widths: torch.Tensor, window_width: int = 28, window_stride: int = 8) -> torch.Tensor:
+    """`output_length` of every line width in `widths` (N,) at once: the per-line CTC input lengths (N,) int64."""
+    if widths.numel() and int(widths.min()) < window_width:
+        raise ValueError(f"line widths must be >= window_width {window_width}, got {int(widths.min())}")
+    return (widths.long() - window_width).div(window_stride, rounding_mode="floor") + 1
+
+
+def ink_extents(images: torch.Tensor) -> torch.Tensor:
+    """Columns up to the last one holding ink (N,) int64, 0 for a blank line; images (N, H, W) or (N, 1, H, W)."""
+    columns = (images.flatten(1, -2) > 0).any(dim=1)  # (N, W): any ink in the column
+    width = columns.shape[1]
+    last_from_right = columns.flip(1).int().argmax(dim=1)  # (N,) 0 when the last column has ink
+    return torch.where(columns.any(dim=1), width - last_from_right, 0).long()
+
+
+def _on_lattice(widths: torch.Tensor, window_width: int, window_stride: int) -> torch.Tensor:
+    """The smallest window_width + k * window_stride >= each width: a width that whole windows tile exactly."""
+    steps = (widths.long() - window_width).clamp(min=0)
+    return window_width + (steps + window_stride - 1).div(window_stride, rounding_mode="floor") * window_stride
+
+
+def line_widths(
+    extents: torch.Tensor, image_width: int, window_width: int = 28, window_stride: int = 8, margin: int = INK_MARGIN
+) -> torch.Tensor:
+    """Each line's own width (N,): its ink extent plus `margin`, rounded up to the window lattice, <= image_width.
+
+    Its last window then ends at least `margin` pixels past the last ink, and `output_lengths`
+    of these widths are the CTC input lengths the line gets.
+    """
+    if image_width < window_width:
+        raise ValueError(f"line image width {image_width} is narrower than window_width {window_width}")
+    return _on_lattice(extents + margin, window_width, window_stride).clamp(max=image_width)
+
+
+def crop_widths(widths: torch.Tensor, image_width: int, window_width: int = 28, window_stride: int = 8) -> torch.Tensor:
+    """Columns (N,) a line of each width needs in a batch so that its logits within its length stay exact.
+
+    Its windows read RIGHT_CONTEXT columns past its width; rounded up to the window lattice (one
+    more window), never past image_width. A batch keeps the largest of its lines' crop widths.
+    """
+    return _on_lattice(widths + RIGHT_CONTEXT, window_width, window_stride).clamp(max=image_width)
+
+
+def crop_width(widths: torch.Tensor, image_width: int, window_width: int = 28, window_stride: int = 8) -> int:
+    """Columns a batch of lines of `widths` (B,) keeps: the largest of their `crop_widths`."""
+    return int(crop_widths(widths.max().reshape(1), image_width, window_width, window_stride))
+
+
+def crop_lines(
+    x: torch.Tensor, window_width: int = 28, window_stride: int = 8, extents: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of lines (B, 1, 28, W) cut to what its lines need, and their CTC input lengths (B,) int64.
+
+    `extents` (B,) are the lines' ink extents in pixels when known (the h5 `widths`); else they
+    are read from the ink. Feed both outputs to `LineCNN(x, lengths)` and `greedy_decode`.
+    """
+    if extents is None:
+        extents = ink_extents(x)
+    widths = line_widths(extents.to(x.device), x.shape[-1], window_width, window_stride)
+    lengths = output_lengths(widths, window_width, window_stride)
+    return x[..., : crop_width(widths, x.shape[-1], window_width, window_stride)], lengths
+
+
+def sinusoidal_positions(steps: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(steps, dim) position codes of "Attention is all you need": no learned table, so any line length works."""
+    position = torch.arange(steps, device=device, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10_000.0) / dim))
+    codes = torch.zeros(steps, dim, device=device, dtype=torch.float32)
+    codes[:, 0::2] = torch.sin(position * frequency)
+    codes[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return codes.to(dtype)
+
+
 class LineCNN(nn.Module):
     """Reads a line of handwriting as a sequence of per-window class scores (the FSDL LineCNN idea).
 
@@ -23,14 +114,24 @@ class LineCNN(nn.Module):
     conv3x3 stride 2 (-> width channels, 14 x W/2) + BN + ReLU, one residual block at 14 x W/2.
     The "sliding window" is then a single convolution, Conv2d(width, fc_dim,
     kernel=(14, window_width/2), stride=(1, window_stride/2)), which is exactly a fully connected
-    layer applied to every window of the half-resolution map; BN + ReLU, dropout and a 1x1
-    convolution to `num_classes` follow. No Python loop over windows.
+    layer applied to every window of the half-resolution map; BN + ReLU, then the context head,
+    dropout and a 1x1 convolution to `num_classes`. No Python loop over windows.
 
     Receptive field: output position t is computed from the half-resolution columns
     [t * window_stride/2, t * window_stride/2 + window_width/2), i.e. the window of window_width
     pixels of the line starting at pixel t * window_stride; consecutive positions are window_stride
-    pixels apart. The 3x3 convolutions of the backbone add a context margin of a few pixels
-    (about 6) on each side of that window; the whole 28-pixel height is always seen.
+    pixels apart. The 3x3 convolutions of the backbone add a context margin of 6 pixels on the
+    left and RIGHT_CONTEXT (5) on the right of that window; the whole 28-pixel height is always seen.
+
+    Context heads (between the window features and the classifier; the window alone sees ~1.5 glyphs):
+    "none": nothing, the network above (checkpoints without `head` are this one, same weights).
+    "lstm": a bidirectional LSTM over the window features (CRNN; FSDL's LineCNNLSTM), hidden size
+    fc_dim, the two directions summed and added to the features (residual, so the window evidence
+    stays). With `lengths` it runs packed (pack_padded_sequence): each line's backward pass starts
+    at its own last step, so its outputs do not depend on the batch's padding at all; cropping
+    alone would leave a few padding steps in the widest-but-one lines.
+    "transformer": 2 pre-norm encoder layers (4 heads where fc_dim allows, feed-forward 2 x fc_dim)
+    over the features plus sinusoidal positions; `lengths` give the key padding mask.
 
     Parameters
     ----------
@@ -41,14 +142,18 @@ class LineCNN(nn.Module):
     window_width, window_stride : int
         Window size and step in pixels of the input line; both even (the map is halved once).
     fc_dim : int
-        Channels of the per-window fully connected layer.
+        Channels of the per-window fully connected layer (and of the context head).
     dropout : float
-        Dropout probability before the classifier.
+        Dropout probability before the classifier (and inside the transformer layers).
+    head : "none" | "lstm" | "transformer"
+        The context head, see above.
 
     Shapes
     ------
-    input: (B, 1, 28, W) float in [0, 1], white ink on black, W >= window_width
-    output: (B, num_classes, T) logits, T = (W - window_width) // window_stride + 1
+    input: (B, 1, 28, W) float in [0, 1], white ink on black, W >= window_width;
+        lengths (B,) int, optional: steps of each line that count (`output_lengths` of its width), <= T
+    output: (B, num_classes, T) logits, T = (W - window_width) // window_stride + 1; with `lengths`,
+        the steps past a line's length are padding (ignore them)
     """
 
     def __init__(
@@ -59,6 +164,7 @@ class LineCNN(nn.Module):
         window_stride: int = 8,
         fc_dim: int = 256,
         dropout: float = 0.2,
+        head: Head = "none",
     ) -> None:
         super().__init__()
         if window_width < 2 or window_width % 2:
@@ -67,8 +173,13 @@ class LineCNN(nn.Module):
             raise ValueError(f"window_stride must be an even number >= 2, got {window_stride}")
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        if head == "transformer" and fc_dim % 2:
+            raise ValueError(f"head 'transformer' needs an even fc_dim (sinusoidal positions), got {fc_dim}")
         self.window_width = window_width
         self.window_stride = window_stride
+        self.head = head
         half = max(1, width // 2)
         self.backbone = nn.Sequential(
             nn.Conv2d(1, half, kernel_size=3, padding=1, bias=False),
@@ -88,6 +199,18 @@ class LineCNN(nn.Module):
         )
         self.window_bn = nn.BatchNorm2d(fc_dim)
         self.relu = nn.ReLU(inplace=True)
+        # Registered only for a context head, so that "none" keeps the state_dict keys of older checkpoints.
+        self.context: nn.Module | None = None
+        if head == "lstm":
+            self.context = nn.LSTM(fc_dim, fc_dim, batch_first=True, bidirectional=True)
+        elif head == "transformer":
+            nhead = next(n for n in (4, 2, 1) if fc_dim % n == 0)
+            layer = nn.TransformerEncoderLayer(
+                fc_dim, nhead, dim_feedforward=2 * fc_dim, dropout=dropout, batch_first=True, norm_first=True
+            )
+            self.context = nn.TransformerEncoder(
+                layer, _TRANSFORMER_LAYERS, norm=nn.LayerNorm(fc_dim), enable_nested_tensor=False
+            )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Conv2d(fc_dim, num_classes, kernel_size=1)
 
@@ -95,12 +218,32 @@ class LineCNN(nn.Module):
         """T for a line image of `image_width` pixels."""
         return output_length(image_width, self.window_width, self.window_stride)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _add_context(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The head over the window features (B, T, fc_dim) -> (B, T, fc_dim)."""
+        batch, steps, dim = x.shape
+        if isinstance(self.context, nn.LSTM):
+            if lengths is None:
+                out, _ = self.context(x)  # (B, T, 2 * fc_dim)
+            else:
+                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                out, _ = pad_packed_sequence(self.context(packed)[0], batch_first=True, total_length=steps)
+            return x + out.view(batch, steps, 2, dim).sum(dim=2)  # (B, T, fc_dim): directions summed, residual
+        assert self.context is not None
+        mask = None
+        if lengths is not None:
+            mask = torch.arange(steps, device=x.device)[None, :] >= lengths.to(x.device)[:, None]  # (B, T), True: pad
+        x = x + sinusoidal_positions(steps, dim, x.device, x.dtype)  # (B, T, fc_dim)
+        return self.context(x, src_key_padding_mask=mask)  # (B, T, fc_dim)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 1 or x.shape[2] != GLYPH_SIZE:
             raise ValueError(f"LineCNN expects (B, 1, {GLYPH_SIZE}, W) images, got {tuple(x.shape)}")
         t = self.output_length(x.shape[3])
         x = self.backbone(x)  # (B, width, 14, ceil(W/2))
         x = self.relu(self.window_bn(self.window(x)))  # (B, fc_dim, 1, T') with T' >= T (T' = T for even W)
+        if self.context is not None:  # "none" skips this and runs exactly the ops it always ran
+            seq = self._add_context(x[:, :, 0, :t].transpose(1, 2), lengths)  # (B, T, fc_dim)
+            x = seq.transpose(1, 2)[:, :, None, :]  # (B, fc_dim, 1, T)
         x = self.dropout(x)  # (B, fc_dim, 1, T')
         x = self.classifier(x)  # (B, num_classes, 1, T')
         return x[:, :, 0, :t]  # (B, num_classes, T); an odd W's extra half-column window is dropped

@@ -1,0 +1,153 @@
+"""DeviceLoader's per-epoch seeds and per-batch crop, and the line data module's input lengths and CTC check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from text_recognizer.data.device_loader import (
+    CHAR_AUGMENTATION,
+    LINE_AUGMENTATION,
+    DeviceLoader,
+    EmnistLinesDataModule,
+    epoch_seed,
+)
+from text_recognizer.lit_models.ctc import ctc_loss, greedy_decode
+from text_recognizer.metadata import CHAR_TO_LINE_INDEX, GLYPH_SIZE, LINE_TOKENS, PAD_INDEX
+from text_recognizer.models.line_cnn import LineCNN, crop_lines, line_widths, output_lengths
+
+
+def _order(seed: int, epoch: int, n: int = 50) -> list[int]:
+    loader = DeviceLoader(
+        torch.zeros(n, 2, 2, dtype=torch.uint8), torch.arange(n), batch_size=n, shuffle=True, seed=seed, drop_last=False
+    )
+    return loader.indices(epoch).tolist()
+
+
+def test_seeds_do_not_replay_each_other_shifted_by_an_epoch() -> None:
+    assert _order(1, 0) != _order(0, 1)  # seed + epoch made these one and the same order
+    assert _order(2, 0) != _order(0, 2) and _order(2, 1) != _order(1, 2)
+    assert _order(0, 1) == _order(0, 1) and sorted(_order(1, 0)) == list(range(50))
+    assert epoch_seed(1, 0, 1) != epoch_seed(0, 1, 1)  # the augmentation streams neither
+    assert epoch_seed(0, 0, 1) != epoch_seed(0, 0, 2) != epoch_seed(0, 0)  # per rank, apart from the order
+    with pytest.raises(ValueError, match="seed"):
+        epoch_seed(-1, 0)
+
+
+def test_loader_crops_each_batch_to_its_widest_row() -> None:
+    gen = torch.Generator().manual_seed(0)
+    n, width = 37, 30
+    images = torch.randint(0, 256, (n, 4, width), generator=gen, dtype=torch.uint8)
+    widths = torch.randint(1, width + 1, (n,), generator=gen)
+    for drop_last, rank, world_size in [(False, 0, 1), (True, 0, 1), (False, 1, 2)]:
+        loader = DeviceLoader(
+            images,
+            (torch.arange(n), widths),
+            batch_size=8,
+            shuffle=True,
+            seed=5,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+            widths=widths,
+        )
+        batches = list(loader)
+        assert len(batches) == len(loader)
+        for x, idx, w in batches:
+            assert x.shape == (len(idx), 1, 4, int(w.max()))
+            torch.testing.assert_close(x[:, 0], images[idx, :, : int(w.max())].float() / 255)
+        assert any(x.shape[-1] < width for x, _, _ in batches)
+    full = DeviceLoader(images, torch.arange(n), batch_size=8, shuffle=True, seed=5, drop_last=False)
+    assert all(x.shape[-1] == width for x, _ in full)
+
+
+def test_loader_refuses_to_crop_under_a_warp_that_moves_ink_sideways() -> None:
+    images, widths = torch.zeros(4, 28, 56, dtype=torch.uint8), torch.full((4,), 40)
+    options = {"batch_size": 2, "shuffle": True, "seed": 0, "drop_last": False, "widths": widths}
+    with pytest.raises(ValueError, match="augmentation"):
+        DeviceLoader(images, torch.arange(4), augment=CHAR_AUGMENTATION, **options)  # type: ignore[arg-type]
+    DeviceLoader(images, torch.arange(4), augment=LINE_AUGMENTATION, **options)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="widths"):
+        DeviceLoader(images, torch.arange(4), **{**options, "widths": torch.full((3,), 40)})  # type: ignore[arg-type]
+
+
+# --- the line data module ------------------------------------------------------------------------------
+
+
+def _write_lines(
+    path: Path, texts: list[str], *, max_length: int, extents: list[int] | None = None, widths: list[int] | None = None
+) -> Path:
+    """The same lines as train and val split: ink (random) in the first `extents[i]` columns, default 28 per char."""
+    rng = np.random.default_rng(0)
+    image_width = GLYPH_SIZE * max_length
+    extents = extents or [GLYPH_SIZE * len(t) for t in texts]
+    images = np.zeros((len(texts), GLYPH_SIZE, image_width), dtype=np.uint8)
+    labels = np.full((len(texts), max_length), PAD_INDEX, dtype=np.uint8)
+    for i, (text, extent) in enumerate(zip(texts, extents, strict=True)):
+        images[i, 4:24, :extent] = rng.integers(1, 256, (20, extent))
+        labels[i, : len(text)] = [CHAR_TO_LINE_INDEX[c] for c in text]
+    with h5py.File(path, "w") as f:
+        f.attrs["mapping"] = json.dumps(list(LINE_TOKENS))
+        for split in ("train", "val"):
+            f[f"{split}/images"] = images
+            f[f"{split}/labels"] = labels
+            f[f"{split}/lengths"] = np.array([len(t) for t in texts], dtype=np.int32)
+            if widths is not None:
+                f[f"{split}/widths"] = np.array(widths, dtype=np.int32)
+    return path
+
+
+TEXTS = ["a", "hello", "ab cd", "xyz", "the quick fox", "jump", "aabb", "o", "no way", "zz"]
+
+
+def test_cropped_batches_give_the_uncropped_loss_and_decode_of_each_line_alone(tmp_path: Path) -> None:
+    path = _write_lines(tmp_path / "lines.h5", TEXTS, max_length=16)
+    torch.manual_seed(0)
+    model = LineCNN(width=8, fc_dim=16)
+    model(torch.rand(4, 1, 28, 64))  # BN running statistics away from their defaults
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.bias.data.uniform_(-1, 1)  # blank columns then activate, unlike the convs' zero padding
+    model.eval()
+
+    def batches(crop: bool) -> list[tuple[torch.Tensor, ...]]:
+        module = EmnistLinesDataModule(path, batch_size=4, seed=0, augment=False, crop=crop)
+        return list(module.val_dataloader())
+
+    cropped, full = batches(True), batches(False)
+    assert [x.shape[-1] for x, *_ in full] == [GLYPH_SIZE * 16] * 3
+    assert all(c[0].shape[-1] < f[0].shape[-1] for c, f in zip(cropped, full, strict=True))
+    ink = torch.tensor([GLYPH_SIZE * len(t) for t in TEXTS])
+    expected_lengths = output_lengths(line_widths(ink, GLYPH_SIZE * 16))
+    assert torch.equal(torch.cat([b[3] for b in cropped]), expected_lengths)
+    with torch.no_grad():
+        for (xc, labels, lengths, steps), (xf, *targets) in zip(cropped, full, strict=True):
+            assert all(torch.equal(a, b) for a, b in zip((labels, lengths, steps), targets, strict=True))
+            logits_c, logits_f = model(xc, steps), model(xf, steps)
+            torch.testing.assert_close(
+                ctc_loss(logits_c, labels, lengths, steps), ctc_loss(logits_f, labels, lengths, steps)
+            )
+            alone = [greedy_decode(model(line, n), n)[0] for line, n in map(crop_lines, xf.split(1))]
+            assert greedy_decode(logits_c, steps) == alone == greedy_decode(logits_f, steps)
+
+
+def test_line_widths_come_from_the_file_when_it_has_them(tmp_path: Path) -> None:
+    extents = [GLYPH_SIZE * len(t) for t in TEXTS]
+    stored = [e + 40 for e in extents]
+    path = _write_lines(tmp_path / "lines.h5", TEXTS, max_length=16, widths=stored)
+    module = EmnistLinesDataModule(path, batch_size=len(TEXTS), seed=0, augment=False)
+    (_, _, _, steps), *_ = list(module.val_dataloader())
+    assert torch.equal(steps, output_lengths(line_widths(torch.tensor(stored), GLYPH_SIZE * 16)))
+
+
+def test_lines_ctc_cannot_align_are_refused_at_setup(tmp_path: Path) -> None:
+    """'1111' needs 7 steps (4 characters, 3 blanks between equal neighbours); a 28-px stride gives it 5."""
+    path = _write_lines(tmp_path / "lines.h5", ["1111", "12", "1234", "7"], max_length=5)
+    strided = EmnistLinesDataModule(path, batch_size=2, seed=0, augment=False, window_stride=28)
+    with pytest.raises(ValueError, match=r"1 of 4 train lines .* needs 7 steps and gets 5.*window_stride \(28\)"):
+        strided.setup()
+    EmnistLinesDataModule(path, batch_size=2, seed=0, augment=False, window_stride=8).setup()
