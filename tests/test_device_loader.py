@@ -13,6 +13,7 @@ import torch
 from text_recognizer.data.device_loader import (
     CHAR_AUGMENTATION,
     LINE_AUGMENTATION,
+    POOL_BATCHES,
     DeviceLoader,
     EmnistLinesDataModule,
     epoch_seed,
@@ -64,6 +65,28 @@ def test_loader_crops_each_batch_to_its_widest_row() -> None:
         assert any(x.shape[-1] < width for x, _, _ in batches)
     full = DeviceLoader(images, torch.arange(n), batch_size=8, shuffle=True, seed=5, drop_last=False)
     assert all(x.shape[-1] == width for x, _ in full)
+
+
+def test_shuffled_lines_are_batched_by_width_within_pools_and_still_visit_each_line_once() -> None:
+    gen = torch.Generator().manual_seed(1)
+    n, width, batch = 80 * POOL_BATCHES, 64, 8
+    widths = torch.randint(1, width + 1, (n,), generator=gen)
+    images = torch.zeros(n, 2, width, dtype=torch.uint8)
+
+    def loader(widths_or_none: torch.Tensor | None) -> DeviceLoader:
+        return DeviceLoader(
+            images, (torch.arange(n),), batch_size=batch, shuffle=True, seed=3, drop_last=False, widths=widths_or_none
+        )
+
+    pooled = loader(widths)
+    order = pooled.indices(0)
+    assert sorted(order.tolist()) == list(range(n))  # a permutation: every line once per epoch
+    kept = sum(x.shape[-1] * len(idx) for x, idx in pooled)
+    cropped_random = sum(int(widths[idx].max()) * len(idx) for _, idx in loader(None))
+    assert kept < 0.8 * cropped_random  # grouping by width keeps far fewer columns than random batches
+    spans = (widths[order].view(-1, batch).amax(1) - widths[order].view(-1, batch).amin(1)).float()
+    assert spans.mean() < 0.3 * width  # each batch holds lines of similar width
+    assert pooled.indices(0).tolist() == order.tolist() and pooled.indices(1).tolist() != order.tolist()
 
 
 def test_loader_refuses_to_crop_under_a_warp_that_moves_ink_sideways() -> None:

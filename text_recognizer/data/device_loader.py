@@ -97,6 +97,9 @@ def place(tensor: torch.Tensor, device: torch.device | str | None) -> torch.Tens
     return tensor.to(device, non_blocking=True)
 
 
+POOL_BATCHES = 8  # lines are grouped by width within this many random batches (DeviceLoader)
+
+
 def epoch_seed(seed: int, epoch: int, *stream: int) -> int:
     """A 64-bit torch seed drawn from (seed, epoch, *stream) together.
 
@@ -130,8 +133,9 @@ class DeviceLoader:
 
     widths: optional (N,) int, the columns each image needs (lines: see EmnistLinesDataModule).
     Each batch is then cut to the largest of its rows' widths, so no compute goes to the padding
-    right of its widest line. Unsorted on purpose: batches stay random. The batch widths of an
-    epoch are computed in one go, so cropping costs one device sync per epoch, not per batch.
+    right of its widest line. When shuffling, lines of similar width are batched together within
+    pools of POOL_BATCHES random batches (`_width_pooled`). The batch widths of an epoch are
+    computed in one go, so cropping costs one device sync per epoch, not per batch.
     """
 
     batch_sampler = None  # Lightning inspects .sampler/.batch_sampler; there is no torch sampler here
@@ -200,12 +204,30 @@ class DeviceLoader:
     def indices(self, epoch: int) -> torch.Tensor:
         """This rank's indices for `epoch`, in visiting order (on the device)."""
         n = self.images.shape[0]
-        if self.shuffle:
-            generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch))
-            order = torch.randperm(n, generator=generator, device=self.device)
-        else:
-            order = torch.arange(n, device=self.device)
-        return order[self.rank * self.per_rank : (self.rank + 1) * self.per_rank]
+        if not self.shuffle:
+            return torch.arange(n, device=self.device)[self.rank * self.per_rank : (self.rank + 1) * self.per_rank]
+        generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch))
+        order = torch.randperm(n, generator=generator, device=self.device)
+        order = order[self.rank * self.per_rank : (self.rank + 1) * self.per_rank]
+        if self.widths is None:
+            return order
+        return self._width_pooled(order, generator)
+
+    def _width_pooled(self, order: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """`order` sorted by width within each pool of POOL_BATCHES batches, then the batches shuffled.
+
+        A random batch of lines almost always holds one near-full line, so cropping alone keeps
+        ~80 % of the columns; batches of similar widths keep ~45 %. Sorting only inside a pool of a
+        few random batches keeps the batches random in content, and the shuffle of whole batches
+        keeps wide and narrow batches mixed over the epoch.
+        """
+        pool = torch.arange(len(order), device=order.device) // (POOL_BATCHES * self.batch_size)
+        key = pool * (int(self.images.shape[2]) + 1) + self.widths[order].clamp(max=self.images.shape[2])
+        order = order[torch.argsort(key, stable=True)]
+        full = len(order) // self.batch_size
+        batches = order[: full * self.batch_size].view(full, self.batch_size)
+        shuffled = batches[torch.randperm(full, generator=generator, device=order.device)].reshape(-1)
+        return torch.cat([shuffled, order[full * self.batch_size :]])
 
     def batch_widths(self, order: torch.Tensor) -> list[int]:
         """Columns to keep for each batch of `order`: the widest row's width (one sync for the epoch)."""
