@@ -15,13 +15,11 @@ and the best time of each is shown.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from collections.abc import Callable
 
 import numpy as np
-from machine import cpu_name, random_texts
+from machine import header, print_header, random_texts
 
 from text_recognizer.data.emnist_lines import draw_layout, encode_texts, render_lines
 from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, SPACE_INDEX, line_width
@@ -78,12 +76,12 @@ def best_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="emnist_lines_speed.py", description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     data_rng = np.random.default_rng(0)
     glyphs = data_rng.integers(0, 256, size=(62 * 100, GLYPH_SIZE, GLYPH_SIZE), dtype=np.uint8)
@@ -97,8 +95,8 @@ def main() -> None:
     glyph_index, x = draw_layout(labels, lengths, glyph_labels, **kwargs, rng=np.random.default_rng(1))
     assert np.array_equal(vectorised(), naive_render(glyph_index, x, glyphs)), "render_lines differs from the loop"
 
+    print_header(header(None, None if argv is None else [parser.prog, *argv]))
     print(f"# EMNISTLines rendering: {args.lines:,} lines, max_length {args.max_length}, overlap {kwargs}")
-    print(f"# {cpu_name()}, {os.cpu_count()} CPUs; Python {platform.python_version()}, numpy {np.__version__}")
     print(f"# {int(lengths.sum()):,} characters, {int((glyph_index >= 0).sum()):,} glyphs; best of {args.repeats}")
     t_vec, t_full, t_place = best_times(
         [

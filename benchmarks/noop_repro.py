@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from machine import header, print_header
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -30,8 +32,8 @@ def main() -> None:
         times.append(time.perf_counter() - start)
         if "Running stage" in out:
             sys.exit(f"dvc repro ran a stage:\n{out}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# no-op dvc repro, {args.repeats} runs, commit {commit or '?'}")
+    print_header(header())
+    print(f"# no-op dvc repro, {args.repeats} runs")
     spread = statistics.stdev(times) if len(times) > 1 else 0.0
     print(f"{statistics.mean(times):.2f} s ± {spread:.2f} s (min {min(times):.2f} s)")
 
