@@ -1,4 +1,9 @@
-"""What every stage script shares: logging, and bad input reported in one line, not a traceback."""
+"""What every stage script shares: params checked whole, inputs checked, and the project's errors in one line.
+
+Only the project's own errors (text_recognizer.errors, or any exception class defined in
+text_recognizer or a stage script) become `error: ...` lines: they are things a user can fix.
+Anything else, a shape bug in torch or numpy say, is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,30 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from text_recognizer.params import ParamError, from_dict, load_params
+from text_recognizer.errors import is_project_error
+from text_recognizer.io import require_file, require_h5
+from text_recognizer.params import ParamError, load_all
 
 T = TypeVar("T")
+__all__ = ["require_file", "require_h5", "run", "section"]
 
 
 def section(cls: type[T], name: str, params_file: str = "params.yaml") -> T:
-    return from_dict(cls, name, load_params(params_file).get(name))
+    """One section of params.yaml, after checking all of it: a bad value anywhere stops any stage."""
+    value = getattr(load_all(params_file), name)
+    if not isinstance(value, cls):
+        raise ParamError(f"section '{name}' holds {type(value).__name__}, not {cls.__name__}")
+    return value
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-    """Run a stage's main; expected failures exit 1 with a clear message and no traceback."""
+    """Run a stage's main; the project's errors exit 1 with one `error:` line per problem, no traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         main(sys.argv[1:])
-    except (ParamError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        if not is_project_error(err):
+            raise
+        for problem in getattr(err, "problems", None) or [str(err)]:
+            print(f"error: {problem}", file=sys.stderr)
         sys.exit(1)
-    except RuntimeError as err:  # download failures and other reported errors
-        if type(err).__module__.startswith("text_recognizer"):
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(1)
-        raise

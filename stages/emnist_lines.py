@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from common import run, section
+from common import require_file, require_h5, run, section
 
 from text_recognizer.data.emnist_lines import build_emnist_lines, save_sample_grid
 from text_recognizer.params import EmnistLinesParams
@@ -20,6 +20,8 @@ from text_recognizer.params import EmnistLinesParams
 def main(argv: list[str]) -> None:
     emnist_h5, brown_zip, out_h5, samples_png, train_text = argv
     params = section(EmnistLinesParams, "emnist_lines")
+    require_h5(emnist_h5, made_by="emnist_hdf5")
+    require_file(brown_zip, made_by="download_brown")
     stats = build_emnist_lines(
         Path(emnist_h5), Path(brown_zip), Path(out_h5), **dataclasses.asdict(params), train_text_path=Path(train_text)
     )

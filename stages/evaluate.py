@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import run, section
+from common import require_file, require_h5, run, section
 
 from text_recognizer.io import atomic_path, write_json
 from text_recognizer.params import EvaluateParams
@@ -16,6 +16,10 @@ from text_recognizer.params import EvaluateParams
 def main(argv: list[str]) -> None:
     cnn_ckpt, line_ckpt, emnist_h5, lines_h5, metrics_json, plots_dir = argv
     params = section(EvaluateParams, "evaluate")
+    require_file(cnn_ckpt, made_by="train_cnn")
+    require_file(line_ckpt, made_by="train_line_cnn")
+    require_h5(emnist_h5, made_by="emnist_hdf5")
+    require_h5(lines_h5, made_by="emnist_lines")
 
     from text_recognizer.evaluation import evaluate_char, evaluate_lines, per_class_summary, save_line_predictions
     from text_recognizer.metadata import EMNIST_CLASSES

@@ -20,6 +20,7 @@ from text_recognizer.data.emnist import (
     stratified_split,
 )
 from text_recognizer.data.idx import upright_to_emnist, write_idx
+from text_recognizer.errors import InputError, MissingInputError
 from text_recognizer.metadata import EMNIST_CLASSES, NUM_EMNIST_CLASSES
 
 VAL_FRACTION = 0.2
@@ -171,7 +172,7 @@ def test_wrong_mapping_is_refused(built, tmp_path: Path) -> None:
     copy.write_bytes(path.read_bytes())
     with h5py.File(copy, "a") as f:
         f.attrs["mapping"] = json.dumps(list(EMNIST_CLASSES[::-1]))
-    with pytest.raises(ValueError, match="mapping"):
+    with pytest.raises(InputError, match="mapping"):  # a ValueError, reported by the stages in one line
         read_emnist_h5(copy, "train")
     with h5py.File(copy, "a") as f:
         del f.attrs["mapping"]
@@ -191,11 +192,12 @@ def test_bad_label_range_is_refused(tmp_path: Path) -> None:
 def test_count_mismatch_and_missing_files_are_refused(tmp_path: Path) -> None:
     _write_raw(tmp_path, np.array([0, 1, 2], dtype=np.uint8), np.array([0, 1], dtype=np.uint8))
     write_idx(official_paths(tmp_path)["test"][1], np.array([0, 1, 2], dtype=np.uint8))
-    with pytest.raises(ValueError, match=r"test: 2 images .* but 3 labels"):
+    with pytest.raises(InputError, match=r"test: 2 images .* but 3 labels"):
         load_official(tmp_path)
     official_paths(tmp_path)["train"][0].unlink()
-    with pytest.raises(FileNotFoundError, match=r"emnist-byclass-train-images-idx3-ubyte\.gz"):
+    with pytest.raises(FileNotFoundError, match=r"emnist-byclass-train-images-idx3-ubyte\.gz") as err:
         load_official(tmp_path)
+    assert isinstance(err.value, MissingInputError) and "run the download_emnist stage" in str(err.value)
 
 
 def test_cli_prints_sizes_and_stats(built, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,7 @@ from text_recognizer.data.emnist_lines import (
     split_rngs,
 )
 from text_recognizer.data.sentences import load_text_pools, sample_phrases
+from text_recognizer.errors import MissingInputError
 from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS, PAD_INDEX, SPACE_INDEX
 from text_recognizer.params import ParamError, ctc_steps_bound
 
@@ -383,7 +384,7 @@ def test_ctc_steps_needed_rows_matches_the_scalar_version():
 )
 def test_invalid_params_rejected_before_any_output(tmp_path, change, name):
     out = tmp_path / "out" / "emnist_lines.h5"
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ParamError, match=rf"emnist_lines\.{name}"):
         # The inputs do not even exist: the parameters are checked before anything is read.
         build_emnist_lines(tmp_path / "no.h5", tmp_path / "no.zip", out, **{**PARAMS, **change}, progress=False)
     assert not out.exists() and not out.parent.exists()
@@ -391,10 +392,11 @@ def test_invalid_params_rejected_before_any_output(tmp_path, change, name):
 
 def test_missing_inputs_are_reported(inputs, tmp_path):
     out = tmp_path / "emnist_lines.h5"
-    with pytest.raises(FileNotFoundError, match="emnist_hdf5"):
+    with pytest.raises(FileNotFoundError, match="emnist_hdf5") as hdf5:
         build_emnist_lines(tmp_path / "no.h5", inputs[1], out, **PARAMS, progress=False)
-    with pytest.raises(FileNotFoundError, match="download_brown"):
+    with pytest.raises(FileNotFoundError, match="download_brown") as brown:
         build_emnist_lines(inputs[0], tmp_path / "no.zip", out, **PARAMS, progress=False)
+    assert isinstance(hdf5.value, MissingInputError) and isinstance(brown.value, MissingInputError)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,7 +1,8 @@
-"""params.yaml loads into checked dataclasses; bad values fail naming the key."""
+"""params.yaml loads into checked dataclasses; bad values fail naming the key, all of them at once."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +25,18 @@ SECTIONS = {
     "train_line_cnn": P.TrainParams,
     "evaluate": P.EvaluateParams,
 }
+YAML = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_yaml(section: str, **values) -> dict:
+    """params.yaml's section with some keys changed: the classes have no defaults of their own."""
+    return {**YAML[section], **values}
 
 
 def test_params_yaml_has_every_key_of_every_section():
     """Every key `dvc exp run -S` may set is written out in params.yaml, none left to code defaults."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert set(params) == set(SECTIONS)
+    assert set(params) == set(SECTIONS) and P.SECTIONS == SECTIONS
     for name, cls in SECTIONS.items():
         section = P.from_dict(cls, name, params[name])
         assert set(params[name]) == set(vars(section)), name
@@ -70,17 +77,17 @@ def test_params_yaml_has_every_key_of_every_section():
 )
 def test_bad_values_name_the_key(cls, section, values, message):
     with pytest.raises(P.ParamError) as err:
-        P.from_dict(cls, section, values)
+        P.from_dict(cls, section, with_yaml(section, **values))
     assert message in str(err.value)
 
 
 def test_types_are_coerced_only_where_safe():
-    run = P.from_dict(P.TrainParams, "train_cnn", {"lr": 1, "epochs": 2})
+    run = P.from_dict(P.TrainParams, "train_cnn", with_yaml("train_cnn", lr=1, epochs=2))
     assert run.lr == 1.0 and isinstance(run.lr, float)
     with pytest.raises(P.ParamError, match=r"train_cnn\.epochs must be int"):
-        P.from_dict(P.TrainParams, "train_cnn", {"epochs": 2.5})
+        P.from_dict(P.TrainParams, "train_cnn", with_yaml("train_cnn", epochs=2.5))
     with pytest.raises(P.ParamError, match=r"train_cnn\.epochs must be int"):
-        P.from_dict(P.TrainParams, "train_cnn", {"epochs": True})
+        P.from_dict(P.TrainParams, "train_cnn", with_yaml("train_cnn", epochs=True))
 
 
 # --- the CTC guard: line_model against emnist_lines ----------------------------------------------
@@ -88,8 +95,12 @@ def test_types_are_coerced_only_where_safe():
 
 def fits(max_length: int, window_width: int = 28, window_stride: int = 8) -> list[str]:
     return P.check_line_model_fits_lines(
-        P.LineModelParams(window_width=window_width, window_stride=window_stride),
-        P.EmnistLinesParams(max_length=max_length),
+        P.from_dict(
+            P.LineModelParams,
+            "line_model",
+            with_yaml("line_model", window_width=window_width, window_stride=window_stride),
+        ),
+        P.from_dict(P.EmnistLinesParams, "emnist_lines", with_yaml("emnist_lines", max_length=max_length)),
     )
 
 
@@ -127,7 +138,7 @@ def test_line_heads_are_the_models_heads():
 
     assert P.LINE_HEADS == HEADS
     for head in P.LINE_HEADS:  # every head params accept builds, from the section as training passes it
-        model = P.from_dict(P.LineModelParams, "line_model", {"head": head, "width": 4, "fc_dim": 8})
+        model = P.from_dict(P.LineModelParams, "line_model", with_yaml("line_model", head=head, width=4, fc_dim=8))
         LineCNN(**vars(model))
 
 
@@ -162,3 +173,126 @@ def test_every_stage_refuses_lines_the_line_model_cannot_align(tmp_path):
         assert result.returncode == 1, result.stderr
         assert "error: line_model.window_stride=28" in result.stderr, result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+# --- every problem at once, no defaults, every stage checks the whole file ---------------------------
+
+
+def test_every_problem_of_a_section_is_reported_each_naming_its_key():
+    values = with_yaml("model", num_blocks=0, width="abc", dropout=True, depth=3)
+    with pytest.raises(P.ParamError) as err:
+        P.from_dict(P.ModelParams, "model", values)
+    assert err.value.problems == [
+        "model.num_blocks must be >= 1, got 0",
+        "model.width must be int, got 'abc'",
+        "model.dropout must be float, got True",
+        "unknown key(s) in 'model': model.depth",
+    ]
+    with pytest.raises(P.ParamError) as err:  # the checks that span keys report together too
+        P.from_dict(
+            P.EmnistLinesParams,
+            "emnist_lines",
+            with_yaml("emnist_lines", min_overlap=0.3, max_overlap=0.2, text_val_fraction=0.5, text_test_fraction=0.5),
+        )
+    assert [p.split(" ")[0] for p in err.value.problems] == [
+        "emnist_lines.min_overlap",
+        "emnist_lines.text_test_fraction",
+    ]
+
+
+def test_a_missing_key_is_an_error_naming_it_and_the_classes_have_no_defaults():
+    values = with_yaml("train_cnn")
+    del values["lr"], values["seed"]
+    with pytest.raises(P.ParamError, match=r"missing key\(s\) in 'train_cnn': train_cnn\.lr, train_cnn\.seed"):
+        P.from_dict(P.TrainParams, "train_cnn", values)
+    for cls in set(SECTIONS.values()):  # params.yaml is the one place for values
+        assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(cls)), cls
+    with pytest.raises(P.ParamError, match="params section 'model' must be a mapping"):
+        P.from_dict(P.ModelParams, "model", None)
+
+
+def test_sections_are_frozen_dataclasses_that_training_can_take_apart():
+    model = P.from_dict(P.ModelParams, "model", YAML["model"])
+    assert dataclasses.asdict(model) == YAML["model"] == vars(model)
+    assert dataclasses.replace(model, width=8).width == 8
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.width = 8  # type: ignore[misc]
+    with pytest.raises(ValueError, match="num_blocks"):  # replace checks the new value too
+        dataclasses.replace(model, num_blocks=0)
+    assert P.from_dict(P.DownloadBrownParams, "download_brown", YAML["download_brown"]).mirrors == tuple(
+        YAML["download_brown"]["mirrors"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"decoder": "viterbi"}, "evaluate.decoder must be 'greedy' or 'beam', got 'viterbi'"),
+        ({"beam_width": 0}, "evaluate.beam_width must be >= 1, got 0"),
+        ({"lm_order": 0}, "evaluate.lm_order must be >= 1, got 0"),
+        ({"lm_weight": -0.5}, "evaluate.lm_weight must be >= 0, got -0.5"),
+        ({"lm_weight": float("inf")}, "evaluate.lm_weight must be a finite number, got inf"),
+        ({"beam_width": True}, "evaluate.beam_width must be int, got True"),
+    ],
+)
+def test_decoder_params_are_checked(values, message):
+    with pytest.raises(P.ParamError) as err:
+        P.from_dict(P.EvaluateParams, "evaluate", with_yaml("evaluate", **values))
+    assert err.value.problems == [message]
+    evaluate = P.load_all(ROOT / "params.yaml").evaluate
+    assert (evaluate.decoder, evaluate.beam_width, evaluate.lm_order, evaluate.lm_weight) == ("beam", 16, 6, 0.5)
+
+
+def test_load_all_reports_every_section_at_once(tmp_path):
+    path = write_params(tmp_path, model={"num_blocks": 0}, evaluate={"lm_weight": -1}, data={"source": "kaggle"})
+    params = yaml.safe_load(path.read_text())
+    del params["download_brown"]
+    params["extra"] = {}
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(P.ParamError) as err:
+        P.load_all(path)
+    assert err.value.problems == [
+        f"{path} has no section 'download_brown'",
+        f"{path} has an unknown section 'extra'",
+        "data.source must be 'nist' or 'synthetic', got 'kaggle'",
+        "model.num_blocks must be >= 1, got 0",
+        "evaluate.lm_weight must be >= 0, got -1.0",
+    ]
+    with pytest.raises(P.ParamError, match="is not valid YAML"):
+        (tmp_path / "bad.yaml").write_text("model: [")
+        P.load_all(tmp_path / "bad.yaml")
+
+
+def test_load_section_changes_keys_and_checks_the_whole_file():
+    run = P.load_section("train_cnn", ROOT / "params.yaml", epochs=2, accelerator="cpu")
+    assert (run.epochs, run.accelerator, run.lr) == (2, "cpu", YAML["train_cnn"]["lr"])
+    with pytest.raises(P.ParamError, match=r"line_model\.window_stride=28"):  # the cross-check runs too
+        P.load_section("line_model", ROOT / "params.yaml", window_stride=28)
+    with pytest.raises(P.ParamError, match=r"unknown key\(s\) in 'model': model\.depth"):
+        P.load_section("model", ROOT / "params.yaml", depth=3)
+
+
+STAGES = {
+    "download_emnist.py": ["data/raw/emnist"],
+    "download_brown.py": ["data/raw/brown.zip"],
+    "emnist_hdf5.py": ["no_dir", "o.h5"],
+    "emnist_lines.py": ["no.h5", "no.zip", "o.h5", "o.png", "o.txt"],
+    "train_cnn.py": ["no.h5", "o.pt", "metrics"],
+    "train_line_cnn.py": ["no.h5", "o.pt", "metrics"],
+    "evaluate.py": ["a.pt", "b.pt", "no.h5", "no_lines.h5", "o.json", "plots"],
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_stage_checks_every_section_before_its_own_work(tmp_path, stage):
+    """A bad value in a section the stage does not read stops it anyway: the first stage to run fails."""
+    write_params(tmp_path, data={"source": "synthetic"}, model={"num_blocks": 0}, evaluate={"lm_weight": -1})
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / stage), *STAGES[stage]], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: model.num_blocks must be >= 1, got 0",
+        "error: evaluate.lm_weight must be >= 0, got -1.0",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

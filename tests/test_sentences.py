@@ -24,6 +24,7 @@ from text_recognizer.data.sentences import (
     write_pool_text,
 )
 from text_recognizer.data.synthetic import brown_fileids, write_brown_corpus
+from text_recognizer.errors import InputError, MissingInputError
 from text_recognizer.metadata import LINE_CHARSET
 
 REAL_BROWN = Path(__file__).resolve().parents[1].parent / "shared/datasets/nltk_data/corpora/brown.zip"
@@ -74,8 +75,9 @@ def test_load_brown_text_reads_through_nltk_without_side_effects(tmp_path, monke
 
 
 def test_load_brown_text_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="download_brown"):
+    with pytest.raises(FileNotFoundError, match="download_brown") as err:
         load_brown_text(tmp_path / "missing.zip")
+    assert isinstance(err.value, MissingInputError)  # the stages report it in one line
     not_zip = tmp_path / "brown.zip"
     not_zip.write_text("<html>not found</html>")
     with pytest.raises(BrownCorpusError, match="not a zip"):
@@ -88,6 +90,7 @@ def test_load_brown_text_clear_errors(tmp_path):
     only_punct = write_brown_zip(tmp_path / "punct.zip", {"ca01": ["./. ,/,"]})
     with pytest.raises(BrownCorpusError, match="no letters or digits"):
         load_brown_text(only_punct)
+    assert issubclass(BrownCorpusError, InputError)
 
 
 def check_phrases(phrases: list[str], text: str, max_length: int) -> None:

@@ -1,4 +1,5 @@
-"""Atomic writes: a crash or a bad input never leaves a half-written output behind."""
+"""Atomic writes, so a crash or a bad input never leaves a half-written output behind; and input
+checks, so a missing or truncated input fails in one line naming the stage that makes it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from text_recognizer.errors import InputError, MissingInputError
 
 
 @contextlib.contextmanager
@@ -59,3 +62,37 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON atomically, keys sorted so equal data gives equal bytes."""
     with atomic_path(path, suffix=".json") as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def require_file(path: str | os.PathLike[str], made_by: str) -> Path:
+    """`path`, which must exist; else a MissingInputError naming the stage `made_by` that makes it."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingInputError(f"{path} does not exist: run the {made_by} stage first (dvc repro {made_by})")
+    return path
+
+
+def require_h5(path: str | os.PathLike[str], made_by: str) -> Path:
+    """`path`, an HDF5 file that opens and whose every dataset's first and last element reads.
+
+    A truncated or corrupt file (a killed copy, a full disk) then fails before any work, in one
+    line naming the file and the stage to rerun, not as an h5py traceback an hour into training.
+    """
+    import h5py  # here, so that importing io stays light
+
+    def touch(_name: str, obj: Any) -> None:
+        dict(obj.attrs)
+        if isinstance(obj, h5py.Dataset) and obj.size:
+            for index in ((0,) * obj.ndim, tuple(n - 1 for n in obj.shape)):
+                obj[index]  # a scalar dataset reads with the empty index ()
+
+    path = require_file(path, made_by)
+    try:
+        with h5py.File(path, "r") as f:
+            dict(f.attrs)
+            f.visititems(touch)
+    except (OSError, RuntimeError, KeyError) as err:
+        raise InputError(
+            f"{path} is unreadable or truncated ({err}): rerun the {made_by} stage (dvc repro {made_by})"
+        ) from err
+    return path

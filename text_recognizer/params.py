@@ -1,337 +1,338 @@
-"""Typed, validated parameter sections.
+"""Typed, validated parameter sections (pydantic dataclasses).
 
-Each section of params.yaml loads into a frozen dataclass. Unknown keys, wrong types and
-out-of-range values raise ParamError naming the full key (e.g. `model.num_blocks`) before any
-work starts, so a typo in `dvc exp run -S ...` fails in a second, not after an hour.
+Each section of params.yaml loads into a frozen dataclass with strict types (`abc` or `true` is no
+int; an int is a fine float), no unknown keys and no defaults: params.yaml is the one place for
+values, so a missing key is an error naming it. load_all checks the whole file and raises one
+ParamError listing every problem, each as `section.key ...`; every stage calls it before any work,
+so a typo in `dvc exp run -S ...` fails in a second, at the first stage that runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-import types
 import typing
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    ConfigDict,
+    Strict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import ErrorDetails, PydanticCustomError
 
+from text_recognizer.errors import ParamError
 from text_recognizer.metadata import GLYPH_SIZE
 
 T = TypeVar("T")
+SECTION = ConfigDict(extra="forbid")
 
 
-class ParamError(ValueError):
-    """A parameter is missing, unknown, of the wrong type or out of range."""
+def rule(ok: Callable[[Any], bool], must: str) -> AfterValidator:
+    """A check after the type check; its message says what the value must be, then what it was."""
 
-
-def _check_type(key: str, value: Any, expected: Any) -> Any:
-    origin = typing.get_origin(expected)
-    if origin in (types.UnionType, typing.Union):
-        for option in typing.get_args(expected):
-            try:
-                return _check_type(key, value, option)
-            except ParamError:
-                pass
-        raise ParamError(f"{key} must be {expected}, got {value!r}")
-    if expected is type(None):
-        if value is None:
-            return None
-        raise ParamError(f"{key} must be null, got {value!r}")
-    if origin is list or origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ParamError(f"{key} must be a list, got {value!r}")
-        (item_type, *_) = typing.get_args(expected) or (Any,)
-        return tuple(_check_type(f"{key}[{i}]", v, item_type) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ParamError(f"{key} must be a mapping, got {value!r}")
-        _, value_type = typing.get_args(expected)
-        return {str(k): _check_type(f"{key}.{k}", v, value_type) for k, v in value.items()}
-    if expected is Any:
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise PydanticCustomError("param", "{message}", {"message": f"{must}, got {value!r}"})
         return value
-    accepted = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-    }
-    if expected in accepted and accepted[expected](value):
-        return float(value) if expected is float else value
-    raise ParamError(f"{key} must be {getattr(expected, '__name__', expected)}, got {value!r}")
+
+    return AfterValidator(check)
 
 
-def from_dict(cls: type[T], section: str, data: dict[str, Any] | None) -> T:
-    """Build the dataclass `cls` from one params section, checking keys, types and ranges."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ParamError(f"params section '{section}' must be a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ParamError(f"unknown key(s) in '{section}': {', '.join(f'{section}.{k}' for k in unknown)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {name: _check_type(f"{section}.{name}", value, hints[name]) for name, value in data.items()}
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ParamError(f"missing key(s) in '{section}': {', '.join(f'{section}.{k}' for k in missing)}")
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if validate is not None:
-        for key, message in validate():
-            raise ParamError(f"{section}.{key} {message}")
-    return obj
+def together(*problems: tuple[str, bool, str]) -> None:
+    """Raise the failing (key, ok, message) checks that span keys of one section, all at once."""
+    failed = [(key, message) for key, ok, message in problems if not ok]
+    if failed:
+        raise PydanticCustomError("params", "{text}", {"text": "; ".join(m for _, m in failed), "failed": failed})
 
 
-def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
-    """The sections of params.yaml, after the checks that span sections (check_across_sections).
-
-    Every stage reads its section through here, so a combination that one stage would only
-    trip over later (lines the line model cannot align) stops every stage before any work.
-    """
-    with open(path) as f:
-        params = yaml.safe_load(f) or {}
-    if not isinstance(params, dict):
-        raise ParamError(f"{path} must hold a mapping of sections")
-    check_across_sections(params)
-    return params
-
-
-Problems = list[tuple[str, str]]
-
-
-def _require(problems: Problems, ok: bool, key: str, message: str) -> None:
-    if not ok:
-        problems.append((key, message))
+Float = Annotated[float, Strict(), AllowInfNan(False)]  # strict still takes an int, as a float
+Count = Annotated[StrictInt, rule(lambda v: v >= 0, "must be >= 0")]
+Positive = Annotated[StrictInt, rule(lambda v: v >= 1, "must be >= 1")]
+Even = Annotated[StrictInt, rule(lambda v: v >= 2 and v % 2 == 0, "must be an even number >= 2")]
+Fraction = Annotated[Float, rule(lambda v: 0 <= v < 1, "must be in [0, 1)")]
+Source = Literal["nist", "synthetic"]
+LineHead = Literal["none", "lstm", "transformer"]
+Schedule = Literal["onecycle", "constant"]
+Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+Strategy = Literal["auto", "ddp", "ddp_spawn"]
+Decoder = Literal["greedy", "beam"]
+LINE_HEADS = typing.get_args(LineHead)  # the same as models.line_cnn.HEADS, without importing torch
+PRECISIONS, ACCELERATORS = typing.get_args(Precision), typing.get_args(Accelerator)
 
 
 # --- data ----------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class DataParams:
-    source: str = "nist"
-    synthetic_train_per_class: int = 300
-    synthetic_test_per_class: int = 50
-    synthetic_seed: int = 0
-
-    def validate(self) -> Problems:
-        p: Problems = []
-        _require(
-            p, self.source in ("nist", "synthetic"), "source", f"must be 'nist' or 'synthetic', got {self.source!r}"
-        )
-        _require(p, self.synthetic_train_per_class >= 1, "synthetic_train_per_class", "must be >= 1")
-        _require(p, self.synthetic_test_per_class >= 1, "synthetic_test_per_class", "must be >= 1")
-        return p
+    source: Source
+    synthetic_train_per_class: Positive
+    synthetic_test_per_class: Positive
+    synthetic_seed: StrictInt
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class DownloadEmnistParams:
-    mirrors: tuple[str, ...]
-    archive_md5: str
-    sha256: dict[str, str]
-    timeout_s: float = 60.0
-    retries: int = 3
-
-    def validate(self) -> Problems:
-        p: Problems = []
-        _require(p, len(self.mirrors) >= 1, "mirrors", "must list at least one URL")
-        _require(p, self.timeout_s > 0, "timeout_s", "must be > 0")
-        _require(p, self.retries >= 0, "retries", "must be >= 0")
-        return p
+    mirrors: Annotated[tuple[StrictStr, ...], rule(len, "must list at least one URL")]
+    archive_md5: StrictStr
+    sha256: dict[StrictStr, StrictStr]  # keys checked by sources.emnist_member_hashes
+    timeout_s: Annotated[Float, rule(lambda v: v > 0, "must be > 0")]
+    retries: Count
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class DownloadBrownParams:
-    mirrors: tuple[str, ...]
-    sha256: str
-    timeout_s: float = 60.0
-    retries: int = 3
-
-    def validate(self) -> Problems:
-        p: Problems = []
-        _require(p, len(self.mirrors) >= 1, "mirrors", "must list at least one URL")
-        _require(p, self.timeout_s > 0, "timeout_s", "must be > 0")
-        _require(p, self.retries >= 0, "retries", "must be >= 0")
-        return p
+    mirrors: Annotated[tuple[StrictStr, ...], rule(len, "must list at least one URL")]
+    sha256: StrictStr
+    timeout_s: Annotated[Float, rule(lambda v: v > 0, "must be > 0")]
+    retries: Count
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class EmnistHdf5Params:
-    val_fraction: float = 0.1
-    balance: bool = False
-    seed: int = 0
-
-    def validate(self) -> Problems:
-        p: Problems = []
-        _require(p, 0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
-        return p
+    val_fraction: Annotated[Float, rule(lambda v: 0 < v < 1, "must be in (0, 1)")]
+    balance: StrictBool
+    seed: StrictInt
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class EmnistLinesParams:
-    max_length: int = 32
-    min_overlap: float = 0.0
-    max_overlap: float = 0.33
-    num_train: int = 30000
-    num_val: int = 3000
-    num_test: int = 3000
-    seed: int = 0
-    text_val_fraction: float = 0.1  # share of the Brown documents whose text only val lines show
-    text_test_fraction: float = 0.1  # share whose text only test lines show
-    text_seed: int = 0  # which documents go to which pool; apart from `seed`, so new lines keep the test text
+    max_length: Positive
+    min_overlap: Annotated[Float, rule(lambda v: v >= 0, "must be >= 0")]
+    max_overlap: Annotated[Float, rule(lambda v: v < 1, "must be < 1")]
+    num_train: Count
+    num_val: Count
+    num_test: Count
+    seed: Count
+    text_val_fraction: Fraction  # share of the Brown documents whose text only val lines show
+    text_test_fraction: Fraction  # share whose text only test lines show
+    text_seed: Count  # which documents go to which pool; apart from `seed`, so new lines keep the test text
 
-    def validate(self) -> Problems:
-        p: Problems = []
-        _require(p, self.max_length >= 1, "max_length", f"must be >= 1, got {self.max_length}")
-        _require(p, self.min_overlap >= 0.0, "min_overlap", f"must be >= 0, got {self.min_overlap}")
-        _require(p, self.max_overlap < 1.0, "max_overlap", f"must be < 1, got {self.max_overlap}")
-        _require(
-            p,
-            self.min_overlap <= self.max_overlap,
-            "min_overlap",
-            f"must be <= max_overlap ({self.min_overlap} > {self.max_overlap})",
-        )
-        for name in ("num_train", "num_val", "num_test"):
-            _require(p, getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        _require(p, self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
-        for name in ("text_val_fraction", "text_test_fraction"):
-            value = getattr(self, name)
-            _require(p, 0.0 <= value < 1.0, name, f"must be in [0, 1), got {value}")
-        _require(
-            p,
-            self.text_val_fraction + self.text_test_fraction < 1.0,
-            "text_test_fraction",
-            f"plus text_val_fraction must be < 1 (the train pool needs documents), got "
-            f"{self.text_test_fraction} + {self.text_val_fraction}",
-        )
-        _require(p, self.text_seed >= 0, "text_seed", f"must be >= 0, got {self.text_seed}")
-        return p
+    @model_validator(mode="after")
+    def _together(self) -> EmnistLinesParams:
+        val, test = self.text_val_fraction, self.text_test_fraction
+        together(
+            ("min_overlap", self.min_overlap <= self.max_overlap,
+             f"must be <= max_overlap ({self.min_overlap} > {self.max_overlap})"),
+            ("text_test_fraction", val + test < 1,
+             f"plus text_val_fraction must be < 1 (the train pool needs documents), got {test} + {val}"),
+        )  # fmt: skip
+        return self
 
 
 # --- models and training ---------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class ModelParams:
-    num_blocks: int = 3
-    width: int = 64
-    dropout: float = 0.2
-
-    def validate(self) -> Problems:
-        p: Problems = []
-        _require(p, self.num_blocks >= 1, "num_blocks", f"must be >= 1, got {self.num_blocks}")
-        _require(p, self.width >= 1, "width", f"must be >= 1, got {self.width}")
-        _require(p, 0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        return p
+    num_blocks: Positive
+    width: Positive
+    dropout: Fraction
 
 
-LINE_HEADS = ("none", "lstm", "transformer")  # the same as models.line_cnn.HEADS, without importing torch
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class LineModelParams:
-    width: int = 64
-    window_width: int = 28
-    window_stride: int = 8
-    fc_dim: int = 256
-    dropout: float = 0.2
-    head: str = "none"  # context over the window features: none | lstm | transformer (models.line_cnn.HEADS)
+    width: Positive
+    window_width: Even
+    window_stride: Even
+    fc_dim: Positive
+    dropout: Fraction
+    head: LineHead  # context over the window features (models.line_cnn.HEADS)
 
-    def validate(self) -> Problems:
-        p: Problems = []
-        _require(p, self.width >= 1, "width", f"must be >= 1, got {self.width}")
-        _require(p, self.head in LINE_HEADS, "head", f"must be one of {', '.join(LINE_HEADS)}, got {self.head!r}")
-        _require(
-            p,
-            self.head != "transformer" or self.fc_dim % 2 == 0,
-            "fc_dim",
-            f"must be even with head 'transformer' (sinusoidal positions), got {self.fc_dim}",
-        )
-        _require(
-            p, self.window_width >= 2 and self.window_width % 2 == 0, "window_width", "must be an even number >= 2"
-        )
-        _require(
-            p, self.window_stride >= 2 and self.window_stride % 2 == 0, "window_stride", "must be an even number >= 2"
-        )
-        _require(p, self.fc_dim >= 1, "fc_dim", f"must be >= 1, got {self.fc_dim}")
-        _require(p, 0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        return p
+    @model_validator(mode="after")
+    def _together(self) -> LineModelParams:
+        together(
+            ("fc_dim", self.head != "transformer" or self.fc_dim % 2 == 0,
+             f"must be even with head 'transformer' (sinusoidal positions), got {self.fc_dim}"),
+        )  # fmt: skip
+        return self
 
 
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class TrainParams:
     """The run: shared by train_cnn and train_line_cnn (each has its own section)."""
 
-    epochs: int = 10
-    batch_size: int = 512
-    lr: float = 3e-3
-    weight_decay: float = 0.05
-    schedule: str = "onecycle"
-    warmup_fraction: float = 0.1  # onecycle only: share of the steps spent warming up to lr
-    seed: int = 0
-    precision: str = "auto"
-    accelerator: str = "auto"
-    devices: int = 1
-    strategy: str = "auto"
-    compile: bool = False
-    augment: bool = True
-    limit_train_batches: float = 1.0  # fraction (<= 1.0) of each epoch, for quick runs
+    epochs: Positive
+    batch_size: Positive
+    lr: Annotated[Float, rule(lambda v: v > 0, "must be > 0")]
+    weight_decay: Annotated[Float, rule(lambda v: v >= 0, "must be >= 0")]
+    schedule: Schedule
+    warmup_fraction: Annotated[Float, rule(lambda v: 0 < v < 1, "must be > 0 and < 1")]  # onecycle only
+    seed: StrictInt
+    precision: Precision
+    accelerator: Accelerator
+    devices: Positive
+    strategy: Strategy
+    compile: StrictBool
+    augment: StrictBool
+    limit_train_batches: Annotated[Float, rule(lambda v: 0 < v <= 1, "must be in (0, 1]")]  # fraction of an epoch
 
-    def validate(self) -> Problems:
-        p: Problems = []
-        _require(p, self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
-        _require(p, self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        _require(p, self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        _require(p, self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _require(
-            p,
-            self.schedule in ("onecycle", "constant"),
-            "schedule",
-            f"must be 'onecycle' or 'constant', got {self.schedule!r}",
-        )
-        _require(
-            p,
-            0 < self.warmup_fraction < 1,
-            "warmup_fraction",
-            f"must be > 0 and < 1, got {self.warmup_fraction}",
-        )
-        _require(p, self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
-        _require(
-            p,
-            self.accelerator in ACCELERATORS,
-            "accelerator",
-            f"must be one of {ACCELERATORS}, got {self.accelerator!r}",
-        )
-        _require(p, self.devices >= 1, "devices", f"must be >= 1, got {self.devices}")
-        _require(
-            p,
-            self.strategy in ("auto", "ddp", "ddp_spawn"),
-            "strategy",
-            f"must be 'auto', 'ddp' or 'ddp_spawn', got {self.strategy!r}",
-        )
-        _require(p, 0.0 < self.limit_train_batches <= 1.0, "limit_train_batches", "must be in (0, 1]")
-        return p
+
+@dataclass(frozen=True, config=SECTION)
+class EvaluateParams:
+    batch_size: Positive
+    num_sample_lines: Count
+    decoder: Decoder  # how the line model's outputs become text
+    beam_width: Positive  # beam decoder: prefixes kept per step
+    lm_order: Positive  # beam decoder: characters of context of the language model
+    lm_weight: Annotated[Float, rule(lambda v: v >= 0, "must be >= 0")]  # beam decoder: 0 ignores the LM
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateParams:
-    batch_size: int = 1024
-    num_sample_lines: int = 12
+class Params:
+    """All of params.yaml, checked: one attribute per section."""
 
-    def validate(self) -> Problems:
-        p: Problems = []
-        _require(p, self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        _require(p, self.num_sample_lines >= 0, "num_sample_lines", "must be >= 0")
-        return p
+    data: DataParams
+    download_emnist: DownloadEmnistParams
+    download_brown: DownloadBrownParams
+    emnist_hdf5: EmnistHdf5Params
+    emnist_lines: EmnistLinesParams
+    model: ModelParams
+    train_cnn: TrainParams
+    line_model: LineModelParams
+    train_line_cnn: TrainParams
+    evaluate: EvaluateParams
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(Params)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+_TYPE_NAMES = {"int": "int", "float": "float", "bool": "bool", "string": "str", "tuple": "a list", "dict": "a mapping"}
+
+
+def _key(section: str, loc: tuple[int | str, ...]) -> str:
+    """`download_emnist.mirrors[0]`, `download_emnist.sha256.train_images`: the key as params.yaml spells it."""
+    key = section
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif part != "[key]":  # pydantic's marker for a bad mapping key, named just before it
+            key += f".{part}"
+    return key
+
+
+def _message(cls: type, section: str, error: ErrorDetails) -> str:
+    """One pydantic error as `section.key must be ..., got ...`, in the words of the old messages."""
+    key, kind, value = _key(section, error["loc"]), error["type"], error.get("input")
+    if kind == "param":
+        return f"{key} {error['msg']}"
+    if kind == "literal_error":
+        options = typing.get_args(cls.__pydantic_fields__[str(error["loc"][0])].annotation)  # type: ignore[attr-defined]
+        choices = " or ".join(map(repr, options)) if len(options) == 2 else f"one of {', '.join(options)}"
+        return f"{key} must be {choices}, got {value!r}"
+    if kind == "finite_number":
+        return f"{key} must be a finite number, got {value!r}"
+    name = _TYPE_NAMES.get(kind.partition("_")[0])
+    if name is not None and kind.endswith(("_type", "_parsing", "_from_float")):
+        return f"{key} must be {name}, got {value!r}"
+    return f"{key}: {error['msg']}, got {value!r}"
+
+
+def _problems(cls: type, section: str, err: ValidationError) -> list[str]:
+    """Every problem in one section, each naming its key; all missing keys on one line, all unknown on another."""
+    problems, missing, unknown = [], [], []
+    for error in err.errors():
+        if error["type"] == "missing":
+            missing.append(_key(section, error["loc"]))
+        elif error["type"] in ("unexpected_keyword_argument", "extra_forbidden", "invalid_key"):
+            unknown.append(_key(section, error["loc"]))
+        elif error["type"] == "params":
+            problems += [f"{section}.{key} {message}" for key, message in error["ctx"]["failed"]]
+        else:
+            problems.append(_message(cls, section, error))
+    if missing:
+        problems.append(f"missing key(s) in '{section}': {', '.join(missing)} (params.yaml sets every key)")
+    if unknown:
+        problems.append(f"unknown key(s) in '{section}': {', '.join(unknown)}")
+    return problems
+
+
+@functools.cache
+def _adapter(cls: type) -> TypeAdapter[Any]:
+    return TypeAdapter(cls)
+
+
+def _build(cls: type[T], section: str, data: Any) -> tuple[T | None, list[str]]:
+    if not isinstance(data, dict):
+        return None, [f"params section '{section}' must be a mapping of its keys, got {data!r}"]
+    try:
+        return _adapter(cls).validate_python(data), []
+    except ValidationError as err:
+        return None, _problems(cls, section, err)
+
+
+def from_dict(cls: type[T], section: str, data: Any) -> T:
+    """One section as `cls`; a ParamError lists every problem in it, each naming its key."""
+    built, problems = _build(cls, section, data)
+    if problems:
+        raise ParamError(*problems)
+    return typing.cast(T, built)
+
+
+def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            params = yaml.safe_load(f) or {}
+    except FileNotFoundError as err:
+        raise ParamError(f"{path} not found: stages run from the repository root, beside params.yaml") from err
+    except yaml.YAMLError as err:
+        raise ParamError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(params, dict):
+        raise ParamError(f"{path} must hold a mapping of sections")
+    return params
+
+
+def check(params: dict[str, Any], where: str = "params.yaml") -> Params:
+    """Every section of a loaded params.yaml, checked at once, then the checks across sections."""
+    problems = [f"{where} has no section '{name}'" for name in SECTIONS if name not in params]
+    problems += [f"{where} has an unknown section '{name}'" for name in params if name not in SECTIONS]
+    built: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        if name in params:
+            built[name], found = _build(cls, name, params[name])
+            problems += found
+    if built.get("line_model") and built.get("emnist_lines"):
+        problems += check_line_model_fits_lines(built["line_model"], built["emnist_lines"])
+    if problems:
+        raise ParamError(*problems)
+    return Params(**built)
+
+
+def load_all(path: str | os.PathLike[str] = "params.yaml") -> Params:
+    """params.yaml, every section checked: what each stage calls before its own work."""
+    return check(_read(path), str(path))
+
+
+def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
+    """The sections of params.yaml as plain mappings, after load_all's checks."""
+    params = _read(path)
+    check(params, str(path))
+    return params
+
+
+def load_section(name: str, path: str | os.PathLike[str] = "params.yaml", **overrides: Any) -> Any:
+    """One section of params.yaml with some keys changed (tests, benchmarks), the whole file checked."""
+    params = _read(path)
+    if name not in params or not isinstance(params[name], dict):
+        raise ParamError(f"{path} has no section '{name}'")
+    params[name] = {**params[name], **overrides}
+    return getattr(check(params, str(path)), name)
 
 
 # --- checks across sections ------------------------------------------------------------------
@@ -380,11 +381,3 @@ def check_line_model_fits_lines(model: LineModelParams, lines: EmnistLinesParams
         f"emnist_lines.max_length={length} characters can need {need} for CTC ({length} characters + "
         f"{length - 1} blanks between equal neighbours, as in one letter repeated): {fix}"
     ]
-
-
-def check_across_sections(params: dict[str, Any]) -> None:
-    """Raise ParamError for the first check spanning two sections that fails; a missing section counts as defaults."""
-    model = from_dict(LineModelParams, "line_model", params.get("line_model"))
-    lines = from_dict(EmnistLinesParams, "emnist_lines", params.get("emnist_lines"))
-    for message in check_line_model_fits_lines(model, lines):
-        raise ParamError(message)

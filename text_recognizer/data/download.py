@@ -36,6 +36,7 @@ from typing import IO
 
 from tqdm import tqdm
 
+from text_recognizer.errors import InputError
 from text_recognizer.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def _expected_hashes(sha256: str | None, md5: str | None) -> dict[str, str]:
             continue
         value = value.strip().lower()
         if not re.fullmatch(f"[0-9a-f]{{{_HEX[name]}}}", value):
-            raise ValueError(f"{name} must be {_HEX[name]} hex digits, got {value!r}")
+            raise InputError(f"{name} must be {_HEX[name]} hex digits, got {value!r}")
         expected[name] = value
     return expected
 
@@ -149,9 +150,9 @@ def fetch(
     if isinstance(urls, str):  # a bare string is a Sequence too; do not iterate its characters
         urls = [urls]
     if not urls:
-        raise ValueError("fetch needs at least one URL")
+        raise InputError("fetch needs at least one URL")
     if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
+        raise InputError(f"retries must be >= 0, got {retries}")
     dest = Path(dest)
     expected = _expected_hashes(sha256, md5)
 

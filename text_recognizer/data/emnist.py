@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from text_recognizer.data.idx import emnist_to_upright, read_idx
+from text_recognizer.errors import InputError, MissingInputError
 from text_recognizer.io import atomic_path
 from text_recognizer.metadata import EMNIST_CLASSES, EMNIST_MEMBERS, GLYPH_SIZE, NUM_EMNIST_CLASSES
 
@@ -41,17 +42,19 @@ def load_official(raw_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray
     paths = official_paths(raw_dir)
     missing = [str(p) for pair in paths.values() for p in pair if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"missing EMNIST file(s): {', '.join(missing)}")
+        raise MissingInputError(
+            f"missing EMNIST file(s): {', '.join(missing)}: run the download_emnist stage (dvc repro download_emnist)"
+        )
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split, (images_path, labels_path) in paths.items():
         images = read_idx(images_path)
         labels = read_idx(labels_path)
         if images.ndim != 3 or images.shape[1:] != (GLYPH_SIZE, GLYPH_SIZE):
-            raise ValueError(f"{images_path}: expected images of shape (N, 28, 28), got {images.shape}")
+            raise InputError(f"{images_path}: expected images of shape (N, 28, 28), got {images.shape}")
         if labels.ndim != 1:
-            raise ValueError(f"{labels_path}: expected a 1-D labels file, got shape {labels.shape}")
+            raise InputError(f"{labels_path}: expected a 1-D labels file, got shape {labels.shape}")
         if len(images) != len(labels):
-            raise ValueError(
+            raise InputError(
                 f"{split}: {len(images)} images in {images_path} but {len(labels)} labels in {labels_path}"
             )
         check_labels(labels, str(labels_path))
@@ -63,7 +66,7 @@ def check_labels(labels: np.ndarray, where: str) -> None:
     """Labels must index EMNIST_CLASSES (0..61); anything else means a wrong file or split."""
     if len(labels) and int(labels.max()) >= NUM_EMNIST_CLASSES:
         bad = int(np.count_nonzero(labels >= NUM_EMNIST_CLASSES))
-        raise ValueError(
+        raise InputError(
             f"{where}: {bad} label(s) outside 0..{NUM_EMNIST_CLASSES - 1} (max {int(labels.max())}); "
             "is this the ByClass file?"
         )
@@ -168,14 +171,14 @@ def build_emnist_hdf5(
 def check_mapping(f: h5py.File, expected: tuple[str, ...] = EMNIST_CLASSES) -> list[str]:
     """The file's `mapping` attribute, which must equal `expected`: labels mean nothing otherwise."""
     if "mapping" not in f.attrs:
-        raise ValueError(f"{f.filename}: no 'mapping' attribute; not a file written by this project")
+        raise InputError(f"{f.filename}: no 'mapping' attribute; not a file written by this project")
     raw = f.attrs["mapping"]
     try:
         mapping = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{f.filename}: 'mapping' attribute is not JSON ({err})") from err
+        raise InputError(f"{f.filename}: 'mapping' attribute is not JSON ({err})") from err
     if tuple(mapping) != tuple(expected):
-        raise ValueError(
+        raise InputError(
             f"{f.filename}: stored class mapping {''.join(map(str, mapping))!r} differs from the expected "
             f"{''.join(expected)!r}; rebuild the file with this version of the code"
         )
@@ -189,7 +192,7 @@ def read_emnist_h5(path: str | os.PathLike[str], split: str) -> tuple[np.ndarray
     with h5py.File(path, "r") as f:
         check_mapping(f)
         if split not in f:
-            raise ValueError(f"{path}: no split '{split}'")
+            raise InputError(f"{path}: no split '{split}'")
         return f[split]["images"][()], f[split]["labels"][()]
 
 

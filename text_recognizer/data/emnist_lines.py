@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from text_recognizer.data.emnist import SPLITS, check_mapping
 from text_recognizer.data.sentences import TextPools, load_text_pools, sample_phrases, write_pool_text
-from text_recognizer.io import atomic_path
+from text_recognizer.errors import InputError
+from text_recognizer.io import atomic_path, require_file
 from text_recognizer.metadata import (
     CHAR_TO_LINE_INDEX,
     FIRST_CLASS_INDEX,
@@ -42,7 +43,7 @@ from text_recognizer.metadata import (
     SPACE_INDEX,
     line_width,
 )
-from text_recognizer.params import EmnistLinesParams, ParamError
+from text_recognizer.params import EmnistLinesParams, ParamError, from_dict
 
 CHUNK_LINES = 1024  # lines rendered and written at a time: bounds memory (1024 x 28 x 896 B = 26 MB)
 _RENDER_BLOCK = 256  # lines composited at a time inside render_lines, to stay in cache
@@ -259,39 +260,6 @@ def render_lines(
 # --- the HDF5 file ---------------------------------------------------------------------------
 
 
-def check_params(
-    *,
-    max_length: int,
-    min_overlap: float,
-    max_overlap: float,
-    num_train: int,
-    num_val: int,
-    num_test: int,
-    seed: int,
-    text_val_fraction: float = 0.1,
-    text_test_fraction: float = 0.1,
-    text_seed: int = 0,
-) -> EmnistLinesParams:
-    """Raise ParamError (a ValueError) naming the first bad parameter; the same rules as params.yaml."""
-    integers = {"max_length": max_length, "num_train": num_train, "num_val": num_val, "num_test": num_test,
-                "seed": seed, "text_seed": text_seed}  # fmt: skip
-    numbers = {"min_overlap": min_overlap, "max_overlap": max_overlap,
-               "text_val_fraction": text_val_fraction, "text_test_fraction": text_test_fraction}  # fmt: skip
-    for name, value in integers.items():
-        if not isinstance(value, int | np.integer) or isinstance(value, bool):
-            raise ParamError(f"{name} must be an integer, got {value!r}")
-    for name, value in numbers.items():
-        if not isinstance(value, int | float | np.number) or isinstance(value, bool) or not np.isfinite(value):
-            raise ParamError(f"{name} must be a finite number, got {value!r}")
-    params = EmnistLinesParams(
-        **{name: int(value) for name, value in integers.items()},
-        **{name: float(value) for name, value in numbers.items()},
-    )
-    for key, message in params.validate():
-        raise ParamError(f"{key} {message}")
-    return params
-
-
 def _check_pools(pools: TextPools, sizes: dict[str, int]) -> None:
     """A split that needs lines needs text: fail naming the fraction that left its pool empty."""
     keys = {"train": "text_val_fraction + text_test_fraction", "val": "text_val_fraction",
@@ -320,12 +288,12 @@ def _create(group: h5py.Group, name: str, shape: tuple[int, ...], dtype: Any, ch
 
 def _read_pool(src: h5py.File, split: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     if split not in src or "images" not in src[split] or "labels" not in src[split]:
-        raise ValueError(f"{path}: no {split}/images and {split}/labels (see docs/architecture.md)")
+        raise InputError(f"{path}: no {split}/images and {split}/labels (see docs/architecture.md)")
     images, labels = src[split]["images"][()], src[split]["labels"][()]
     if images.ndim != 3 or images.shape[1:] != (GLYPH_SIZE, GLYPH_SIZE) or images.dtype != np.uint8:
-        raise ValueError(f"{path}: {split}/images must be (N, 28, 28) uint8, got {images.shape} {images.dtype}")
+        raise InputError(f"{path}: {split}/images must be (N, 28, 28) uint8, got {images.shape} {images.dtype}")
     if labels.shape != images.shape[:1] or (labels.size and labels.max() >= NUM_EMNIST_CLASSES):
-        raise ValueError(f"{path}: {split}/labels must be (N,) classes 0..61")
+        raise InputError(f"{path}: {split}/labels must be (N,) classes 0..61")
     return images, labels
 
 
@@ -341,15 +309,16 @@ def build_emnist_lines(
     num_val: int,
     num_test: int,
     seed: int,
-    text_val_fraction: float = 0.1,
-    text_test_fraction: float = 0.1,
-    text_seed: int = 0,
+    text_val_fraction: float,
+    text_test_fraction: float,
+    text_seed: int,
     train_text_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write emnist_lines.h5 atomically (layout in docs/architecture.md); return its per-split figures.
 
-    Parameters are checked before anything is read or written. The Brown documents are
+    Parameters are checked (as the emnist_lines section of params.yaml) before anything is read
+    or written; the values are params.yaml's, which has no defaults here. The Brown documents are
     dealt into text pools (text_*_fraction, text_seed); each split samples its phrases from
     its own pool and draws its lines from its own glyph pool, with its own child of
     np.random.default_rng(seed), CHUNK_LINES lines at a time. train_text_path, if given,
@@ -359,21 +328,12 @@ def build_emnist_lines(
 
     Returns {"lines": {split: n}, "documents": {split: n}, "words": {split: n}}.
     """
-    params = check_params(
-        max_length=max_length,
-        min_overlap=min_overlap,
-        max_overlap=max_overlap,
-        num_train=num_train,
-        num_val=num_val,
-        num_test=num_test,
-        seed=seed,
-        text_val_fraction=text_val_fraction,
-        text_test_fraction=text_test_fraction,
-        text_seed=text_seed,
-    )
-    emnist_h5, out_path = Path(emnist_h5), Path(out_path)
-    if not emnist_h5.is_file():
-        raise FileNotFoundError(f"{emnist_h5} does not exist: run the emnist_hdf5 stage first")
+    given = {"max_length": max_length, "min_overlap": min_overlap, "max_overlap": max_overlap,
+             "num_train": num_train, "num_val": num_val, "num_test": num_test, "seed": seed,
+             "text_val_fraction": text_val_fraction, "text_test_fraction": text_test_fraction,
+             "text_seed": text_seed}  # fmt: skip
+    params = from_dict(EmnistLinesParams, "emnist_lines", given)
+    emnist_h5, out_path = require_file(emnist_h5, made_by="emnist_hdf5"), Path(out_path)
     pools = load_text_pools(
         brown_zip, val_fraction=params.text_val_fraction, test_fraction=params.text_test_fraction, seed=params.text_seed
     )
@@ -446,10 +406,10 @@ def save_sample_grid(
     with h5py.File(lines_h5, "r") as f:
         check_mapping(f, LINE_TOKENS)
         if split not in f:
-            raise ValueError(f"{lines_h5}: no split {split!r}")
+            raise InputError(f"{lines_h5}: no split {split!r}")
         count = min(n, len(f[split]["images"]))
         if count <= 0:
-            raise ValueError(f"{lines_h5}: split {split!r} has no lines to show (n={n})")
+            raise InputError(f"{lines_h5}: split {split!r} has no lines to show (n={n})")
         images = f[split]["images"][:count]
         texts = [decode_labels(row) for row in f[split]["labels"][:count]]
 

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from text_recognizer.errors import InputError
+
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 _NUM_DIMS = {IMAGES_MAGIC: 3, LABELS_MAGIC: 1}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(InputError):
     """A file is not an unsigned-byte IDX file of EMNIST's kind, or its payload is cut short."""
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from text_recognizer.errors import InputError, MissingInputError
 from text_recognizer.io import atomic_path
 from text_recognizer.metadata import EMNIST_CLASSES
 
@@ -33,7 +34,7 @@ TEXT_POOLS = ("train", "val", "test")  # the splits of emnist_lines, each with i
 _NOT_GLYPH = re.compile("[^" + re.escape("".join(EMNIST_CLASSES)) + " ]+")
 
 
-class BrownCorpusError(ValueError):
+class BrownCorpusError(InputError):
     """The file is not NLTK's brown.zip (or holds no usable text)."""
 
 
@@ -63,7 +64,9 @@ def _nltk_may_read(path: Path) -> Iterator[None]:
 def _check_brown_zip(path: Path) -> None:
     """Fail with a clear message before NLTK sees a file that is not brown.zip."""
     if not path.is_file():
-        raise FileNotFoundError(f"Brown corpus not found at {path}: run the download_brown stage first")
+        raise MissingInputError(
+            f"Brown corpus not found at {path}: run the download_brown stage first (dvc repro download_brown)"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())

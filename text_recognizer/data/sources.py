@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from text_recognizer.data.download import ChecksumError, extract_members, fetch, file_digest
+from text_recognizer.errors import ParamError
 from text_recognizer.io import atomic_path
 from text_recognizer.metadata import EMNIST_MEMBERS
 
@@ -54,7 +55,7 @@ def emnist_member_hashes(sha256: Mapping[str, str]) -> dict[str, str]:
         found = "; ".join(
             f"{what} {', '.join(keys)}" for what, keys in (("lacks", missing), ("has unknown", unknown)) if keys
         )
-        raise ValueError(f"download_emnist.sha256 {found}; expected the keys {', '.join(EMNIST_SHA256_KEYS)}")
+        raise ParamError(f"download_emnist.sha256 {found}; expected the keys {', '.join(EMNIST_SHA256_KEYS)}")
     return {member: sha256[key] for key, member in EMNIST_SHA256_KEYS.items()}
 
 
