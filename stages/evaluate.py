@@ -1,6 +1,9 @@
 """Stage evaluate: both saved checkpoints on their held-out test sets.
 
-usage: python stages/evaluate.py CNN_CKPT LINE_CKPT EMNIST_H5 LINES_H5 METRICS_JSON PLOTS_DIR
+usage: python stages/evaluate.py CNN_CKPT LINE_CKPT CHAR_LM EMNIST_H5 LINES_H5 METRICS_JSON PLOTS_DIR
+
+The lines are read with both decoders (greedy, and beam search with the language model);
+`line_cnn.test_cer` is the one `evaluate.decoder` names, and both are reported.
 """
 
 from __future__ import annotations
@@ -14,19 +17,37 @@ from text_recognizer.params import EvaluateParams
 
 
 def main(argv: list[str]) -> None:
-    cnn_ckpt, line_ckpt, emnist_h5, lines_h5, metrics_json, plots_dir = argv
+    cnn_ckpt, line_ckpt, char_lm, emnist_h5, lines_h5, metrics_json, plots_dir = argv
     params = section(EvaluateParams, "evaluate")
     require_file(cnn_ckpt, made_by="train_cnn")
     require_file(line_ckpt, made_by="train_line_cnn")
+    require_file(char_lm, made_by="char_lm")
     require_h5(emnist_h5, made_by="emnist_hdf5")
     require_h5(lines_h5, made_by="emnist_lines")
 
-    from text_recognizer.evaluation import evaluate_char, evaluate_lines, per_class_summary, save_line_predictions
+    from text_recognizer.char_lm import CharLM
+    from text_recognizer.evaluation import (
+        evaluate_char,
+        evaluate_lines,
+        line_decoder,
+        per_class_summary,
+        save_line_predictions,
+    )
     from text_recognizer.metadata import EMNIST_CLASSES
 
     chars = evaluate_char(Path(cnn_ckpt), Path(emnist_h5), batch_size=params.batch_size)
+    lm = CharLM.load(char_lm)
+    decoders = {
+        "greedy": line_decoder("greedy"),
+        "beam": line_decoder("beam", beam_width=params.beam_width, lm=lm, lm_weight=params.lm_weight),
+    }
+    chosen = {params.decoder: decoders.pop(params.decoder), **decoders}  # the chosen one first: samples, test_cer
     lines = evaluate_lines(
-        Path(line_ckpt), Path(lines_h5), batch_size=params.batch_size, num_samples=params.num_sample_lines
+        Path(line_ckpt),
+        Path(lines_h5),
+        decoders=chosen,
+        batch_size=params.batch_size,
+        num_samples=params.num_sample_lines,
     )
     with atomic_path(plots_dir) as tmp:
         tmp.mkdir()
@@ -41,7 +62,12 @@ def main(argv: list[str]) -> None:
             "test_acc": chars.accuracy,
             "per_class_acc": per_class_summary(chars.per_class_accuracy, EMNIST_CLASSES),
         },
-        "line_cnn": {"test_cer": lines.cer, "test_line_acc": lines.line_accuracy},
+        "line_cnn": {
+            "decoder": params.decoder,
+            "test_cer": lines.cer,
+            "test_line_acc": lines.line_accuracy,
+            **{name: {"test_cer": m["cer"], "test_line_acc": m["line_acc"]} for name, m in lines.by_decoder.items()},
+        },
     }
     write_json(metrics_json, metrics)
     print(metrics)

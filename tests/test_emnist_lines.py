@@ -14,8 +14,6 @@ from text_recognizer.data.emnist_lines import (
     SPLITS,
     build_emnist_lines,
     composite,
-    ctc_steps_needed,
-    ctc_steps_needed_rows,
     decode_labels,
     draw_layout,
     encode_texts,
@@ -27,6 +25,7 @@ from text_recognizer.data.emnist_lines import (
 )
 from text_recognizer.data.sentences import load_text_pools, sample_phrases
 from text_recognizer.errors import MissingInputError
+from text_recognizer.lit_models.ctc import ctc_steps_needed, ctc_steps_needed_rows
 from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS, PAD_INDEX, SPACE_INDEX
 from text_recognizer.params import ParamError, ctc_steps_bound
 

@@ -193,8 +193,8 @@ def test_run_reports_the_projects_errors_in_one_line_each(common, capsys):
     from text_recognizer.checkpoint import CheckpointError  # a project class that predates ProjectError
 
     cases = [
-        (ParamError("model.width must be >= 1, got 0", "evaluate.lm_order must be >= 1, got 0"),
-         "error: model.width must be >= 1, got 0\nerror: evaluate.lm_order must be >= 1, got 0\n"),
+        (ParamError("model.width must be >= 1, got 0", "char_lm.order must be in 1..10, got 0"),
+         "error: model.width must be >= 1, got 0\nerror: char_lm.order must be in 1..10, got 0\n"),
         (MissingInputError("x.h5 does not exist"), "error: x.h5 does not exist\n"),
         (IdxFormatError("a.gz: truncated"), "error: a.gz: truncated\n"),
         (CheckpointError("cnn.pt is not a readable torch checkpoint"),

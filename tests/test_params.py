@@ -23,6 +23,7 @@ SECTIONS = {
     "train_cnn": P.TrainParams,
     "line_model": P.LineModelParams,
     "train_line_cnn": P.TrainParams,
+    "char_lm": P.CharLMParams,
     "evaluate": P.EvaluateParams,
 }
 YAML = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -229,7 +230,6 @@ def test_sections_are_frozen_dataclasses_that_training_can_take_apart():
     [
         ({"decoder": "viterbi"}, "evaluate.decoder must be 'greedy' or 'beam', got 'viterbi'"),
         ({"beam_width": 0}, "evaluate.beam_width must be >= 1, got 0"),
-        ({"lm_order": 0}, "evaluate.lm_order must be >= 1, got 0"),
         ({"lm_weight": -0.5}, "evaluate.lm_weight must be >= 0, got -0.5"),
         ({"lm_weight": float("inf")}, "evaluate.lm_weight must be a finite number, got inf"),
         ({"beam_width": True}, "evaluate.beam_width must be int, got True"),
@@ -240,7 +240,22 @@ def test_decoder_params_are_checked(values, message):
         P.from_dict(P.EvaluateParams, "evaluate", with_yaml("evaluate", **values))
     assert err.value.problems == [message]
     evaluate = P.load_all(ROOT / "params.yaml").evaluate
-    assert (evaluate.decoder, evaluate.beam_width, evaluate.lm_order, evaluate.lm_weight) == ("beam", 16, 6, 0.5)
+    assert (evaluate.decoder, evaluate.beam_width) == ("beam", 16) and evaluate.lm_weight >= 0
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"order": 0}, "char_lm.order must be in 1..10, got 0"),
+        ({"order": 11}, "char_lm.order must be in 1..10, got 11"),
+        ({"num_phrases": 0}, "char_lm.num_phrases must be >= 1, got 0"),
+        ({"seed": -1}, "char_lm.seed must be >= 0, got -1"),
+    ],
+)
+def test_language_model_params_are_checked(values, message):
+    with pytest.raises(P.ParamError) as err:
+        P.from_dict(P.CharLMParams, "char_lm", with_yaml("char_lm", **values))
+    assert err.value.problems == [message]
 
 
 def test_load_all_reports_every_section_at_once(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ ALL_STAGES = {
     "emnist_lines",
     "train_cnn",
     "train_line_cnn",
+    "char_lm",
     "evaluate",
 }
 TINY = {
@@ -36,6 +38,7 @@ TINY = {
     "train_cnn": {"epochs": 1, "batch_size": 128},
     "line_model": {"width": 8, "fc_dim": 32},
     "train_line_cnn": {"epochs": 1, "batch_size": 64},
+    "char_lm": {"order": 3, "num_phrases": 2000},
     "evaluate": {"num_sample_lines": 4},
 }
 
@@ -93,6 +96,23 @@ def test_changing_overlap_reruns_lines_and_downstream_only(repo: PipelineRepo):
     restore_baseline(repo)
 
 
+def test_evaluate_reports_both_decoders_and_the_choice_reruns_evaluate_only(repo: PipelineRepo):
+    metrics = json.loads((repo.path / "metrics/evaluate.json").read_text())["line_cnn"]
+    assert metrics["decoder"] == "beam" and metrics["test_cer"] == metrics["beam"]["test_cer"]
+    assert metrics["greedy"]["test_cer"] >= 0 and 0 <= metrics["beam"]["test_line_acc"] <= 1
+    result = repo.dvc("exp", "run", "-n", "greedy", "-S", "evaluate.decoder=greedy")
+    assert ran_stages(result.stdout) == {"evaluate"}, result.stdout
+    greedy = json.loads((repo.path / "metrics/evaluate.json").read_text())["line_cnn"]
+    assert greedy["decoder"] == "greedy" and greedy["test_cer"] == metrics["greedy"]["test_cer"]
+    restore_baseline(repo)
+
+
+def test_changing_the_line_head_reruns_line_training_and_evaluate_only(repo: PipelineRepo):
+    result = repo.dvc("exp", "run", "-n", "lstm", "-S", "line_model.head=lstm")
+    assert ran_stages(result.stdout) == {"train_line_cnn", "evaluate"}, result.stdout
+    restore_baseline(repo)
+
+
 def test_changing_num_blocks_reruns_train_cnn_and_evaluate(repo: PipelineRepo):
     result = repo.dvc("exp", "run", "-n", "four-blocks", "-S", "model.num_blocks=4")
     assert ran_stages(result.stdout) == {"train_cnn", "evaluate"}, result.stdout
@@ -135,7 +155,7 @@ def test_predict_reads_a_generated_line(repo: PipelineRepo, tmp_path: Path):
     text = result.stdout.rstrip("\n")
     assert set(text) <= LINE_CHARSET
     as_glyph = run_cli(repo, "predict", str(image), "--model", "models/cnn.pt")
-    assert as_glyph.returncode == 0  # a char model reads the image as one glyph
+    assert as_glyph.returncode == 1 and "line" in as_glyph.stderr  # a line is not read as one glyph
     missing = run_cli(repo, "predict", "nope.png")
     assert missing.returncode == 1 and "nope.png" in missing.stderr
 

@@ -7,9 +7,10 @@ only per-sample Python is turning decoded index lists into strings for the line 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ import h5py
 import numpy as np
 import torch
 
+from text_recognizer.char_lm import CharLM
 from text_recognizer.checkpoint import LoadedModel, load_checkpoint
+from text_recognizer.decoding import beam_decode
 from text_recognizer.io import atomic_path
 from text_recognizer.lit_models.ctc import (
     character_error_rate,
@@ -26,6 +29,7 @@ from text_recognizer.lit_models.ctc import (
     labels_to_texts,
     line_accuracy,
 )
+from text_recognizer.models.line_cnn import crop_lines
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -62,6 +66,7 @@ class LineEvaluation:
     line_accuracy: float
     num_lines: int
     samples: list[LineSample]
+    by_decoder: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # name -> cer, line_acc
 
 
 def _read_mapping(f: h5py.File) -> list[str] | None:
@@ -87,8 +92,15 @@ def _open_split(h5_path: str | os.PathLike[str], loaded: LoadedModel, names: Seq
 
 
 def to_model_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(B, H, W) uint8 -> (B, 1, H, W) float in [0, 1] on `device` (the cast happens there)."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True).unsqueeze(1).float().div_(255)
+    """(B, H, W) uint8 -> (B, 1, H, W) float in [0, 1] on `device` (the cast happens there).
+
+    A read-only array (a decoded image, np.broadcast_to, a memory map) is copied first: torch
+    shares numpy's memory and warns that it "is not writable" otherwise.
+    """
+    arr = np.ascontiguousarray(images)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.from_numpy(arr).to(device, non_blocking=True).unsqueeze(1).float().div_(255)
 
 
 def evaluate_char(
@@ -120,19 +132,48 @@ def evaluate_char(
     )
 
 
+LineDecoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]  # (logits, input_lengths) -> labels
+
+
+def line_decoder(
+    decoder: str, *, beam_width: int = 16, lm: CharLM | None = None, lm_weight: float = 0.0
+) -> LineDecoder:
+    """`greedy` (best path) or `beam` (CTC prefix beam search, fused with `lm` when given)."""
+    if decoder == "greedy":
+        return greedy_decode
+    if decoder == "beam":
+        return functools.partial(beam_decode, beam_width=beam_width, lm=lm, lm_weight=lm_weight)
+    raise ValueError(f"decoder must be greedy or beam, got {decoder!r}")
+
+
+def line_logits(loaded: LoadedModel, images: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, C, T), input lengths (B,)) of a batch of lines, cut to what its lines need.
+
+    The model is trained on batches cropped to their widest line (DeviceLoader), so it reads
+    each line up to its own length, never the long blank tail of a full-width image.
+    """
+    model = loaded.model
+    x, lengths = crop_lines(to_model_input(images, device), model.window_width, model.window_stride)
+    return model(x, lengths), lengths
+
+
 def evaluate_lines(
     checkpoint_path: str | os.PathLike[str],
     lines_h5: str | os.PathLike[str],
     *,
+    decoders: dict[str, LineDecoder] | None = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
     num_samples: int = 12,
 ) -> LineEvaluation:
     """Corpus CER and exact-line accuracy of a line checkpoint on the `test` split of emnist_lines.h5.
 
-    Targets are the label rows cut at `test/lengths`, so padding is never scored. `samples` holds
-    the first `num_samples` test lines with their true and predicted texts.
+    The network runs once per batch and every decoder in `decoders` (default: greedy) reads the
+    same logits; `cer`, `line_accuracy` and the samples are the first decoder's, `by_decoder`
+    has them all. Targets are the label rows cut at `test/lengths`, so padding is never scored.
+    `samples` holds the first `num_samples` test lines with their true and predicted texts.
     """
+    decoders = decoders or {"greedy": greedy_decode}
     dev = default_device(device)
     loaded = load_checkpoint(checkpoint_path, map_location=dev, expected_kind="line", needed_by="evaluate_lines")
     data = _open_split(lines_h5, loaded, ("images", "labels", "lengths"))
@@ -140,20 +181,27 @@ def evaluate_lines(
     if len(images) == 0:
         raise ValueError(f"{lines_h5}: the test split is empty")
     targets = labels_to_texts(torch.from_numpy(data["labels"].astype(np.int64)), torch.from_numpy(data["lengths"]))
-    preds: list[str] = []
+    preds: dict[str, list[str]] = {name: [] for name in decoders}
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            logits = loaded.model(to_model_input(images[start : start + batch_size], dev))  # (B, C, T)
-            preds.extend(indices_to_text(row, loaded.mapping) for row in greedy_decode(logits))
+            logits, lengths = line_logits(loaded, images[start : start + batch_size], dev)
+            for name, decode in decoders.items():
+                preds[name].extend(indices_to_text(row, loaded.mapping) for row in decode(logits, lengths))
+    by_decoder = {
+        name: {"cer": character_error_rate(p, targets), "line_acc": line_accuracy(p, targets)}
+        for name, p in preds.items()
+    }
+    first = next(iter(decoders))
     samples = [
-        LineSample(image=images[i], true_text=targets[i], pred_text=preds[i])
+        LineSample(image=images[i], true_text=targets[i], pred_text=preds[first][i])
         for i in range(min(num_samples, len(images)))
     ]
     return LineEvaluation(
-        cer=character_error_rate(preds, targets),
-        line_accuracy=line_accuracy(preds, targets),
+        cer=by_decoder[first]["cer"],
+        line_accuracy=by_decoder[first]["line_acc"],
         num_lines=len(targets),
         samples=samples,
+        by_decoder=by_decoder,
     )
 
 

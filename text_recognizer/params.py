@@ -182,12 +182,18 @@ class TrainParams:
 
 
 @dataclass(frozen=True, config=SECTION)
+class CharLMParams:
+    order: Annotated[StrictInt, rule(lambda v: 1 <= v <= 10, "must be in 1..10")]  # n of the n-grams
+    num_phrases: Positive  # phrases cut from the train text to estimate it from
+    seed: Count
+
+
+@dataclass(frozen=True, config=SECTION)
 class EvaluateParams:
     batch_size: Positive
     num_sample_lines: Count
     decoder: Decoder  # how the line model's outputs become text
     beam_width: Positive  # beam decoder: prefixes kept per step
-    lm_order: Positive  # beam decoder: characters of context of the language model
     lm_weight: Annotated[Float, rule(lambda v: v >= 0, "must be >= 0")]  # beam decoder: 0 ignores the LM
 
 
@@ -204,6 +210,7 @@ class Params:
     train_cnn: TrainParams
     line_model: LineModelParams
     train_line_cnn: TrainParams
+    char_lm: CharLMParams
     evaluate: EvaluateParams
 
 

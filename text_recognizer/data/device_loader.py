@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from text_recognizer.data.emnist import check_mapping
-from text_recognizer.data.emnist_lines import ctc_steps_needed_rows
+from text_recognizer.lit_models.ctc import ctc_steps_needed_rows
 from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
 from text_recognizer.models.line_cnn import crop_widths, ink_extents, line_widths, output_lengths
 

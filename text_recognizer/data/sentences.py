@@ -259,3 +259,13 @@ def sample_phrases(text: str, n: int, max_length: int, rng: np.random.Generator)
     one_word = last < first
     end = np.where(one_word, begin + np.minimum(lengths[first], max_length), ends[np.maximum(last, first)])
     return [norm[b:e] for b, e in zip(begin.tolist(), end.tolist(), strict=True)]
+
+
+def phrases_text(train_text: str, num_phrases: int, max_length: int, rng: np.random.Generator) -> str:
+    """Phrases cut from a pool's text as the lines are cut, one a line: what a language model of the lines reads.
+
+    Fitted on whole documents, a character model would learn line starts and ends from document
+    starts and ends (measured: perplexity 21.6 on test phrases, no better than a unigram model,
+    against 4.8 when fitted on phrases).
+    """
+    return "\n".join(sample_phrases(" ".join(train_text.split()), num_phrases, max_length, rng))
