@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import json
+import struct
+import sys
+import warnings
+import zlib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,18 +17,31 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from text_recognizer import cli, normalize
 from text_recognizer.checkpoint import CheckpointError, save_checkpoint
+from text_recognizer.cli import main
 from text_recognizer.evaluation import (
     LineSample,
     evaluate_char,
     evaluate_lines,
     per_class_summary,
     save_line_predictions,
+    to_model_input,
 )
 from text_recognizer.metadata import CHAR_TO_LINE_INDEX, EMNIST_CLASSES, LINE_TOKENS, PAD_INDEX
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier
-from text_recognizer.predict import PredictError, load_image, predict_file, preprocess_char, preprocess_line
+from text_recognizer.predict import (
+    DEFAULT_MAX_PIXELS,
+    PredictError,
+    Reading,
+    load_image,
+    load_model,
+    predict_file,
+    preprocess_char,
+    preprocess_line,
+    read_array,
+)
 
 CHAR_KWARGS = {"num_blocks": 1, "width": 4}
 LINE_KWARGS = {"width": 4, "fc_dim": 8}
@@ -249,3 +269,233 @@ def test_evaluation_and_predict_default_to_cuda_and_match_cpu(tmp_path, emnist_h
     line_ckpt = forced_line_checkpoint(tmp_path / "line_cnn.pt", token=CHAR_TO_LINE_INDEX["a"])
     assert evaluate_lines(line_ckpt, lines_h5).cer == pytest.approx(4 / 7)
     assert predict_file(draw_glyph(tmp_path / "g.png"), line_ckpt) == "a"
+
+
+# --- the reading API ---------------------------------------------------------------------------
+
+
+def test_read_array_char_gives_top_five_classes(tmp_path):
+    q = EMNIST_CLASSES.index("Q")
+    loaded = load_model(forced_char_checkpoint(tmp_path / "cnn.pt", cls=q), device="cpu")
+    gray = load_image(draw_glyph(tmp_path / "glyph.png"))
+    reading = read_array(gray, loaded)
+    assert isinstance(reading, Reading) and reading.kind == "char" and reading.text == "Q"
+    assert reading.model_input.shape == (28, 28) and reading.model_input.dtype == np.uint8
+    assert np.array_equal(reading.model_input, preprocess_char(gray))
+    labels, probs = zip(*reading.top_classes, strict=True)
+    assert len(labels) == 5 and labels[0] == "Q" and len(set(labels)) == 5
+    # softmax of a one-hot bias of 1 over 62 classes: e / (e + 61) for Q, 1 / (e + 61) for the rest
+    assert probs[0] == pytest.approx(np.e / (np.e + 61), rel=1e-4)
+    assert probs[1:] == pytest.approx([1 / (np.e + 61)] * 4, rel=1e-4)
+
+
+def test_read_array_line_layouts(tmp_path):
+    loaded = load_model(forced_line_checkpoint(tmp_path / "line.pt", token=CHAR_TO_LINE_INDEX["z"]), device="cpu")
+    img = Image.new("L", (400, 60), 255)
+    draw = ImageDraw.Draw(img)
+    for x in (20, 60, 100, 200, 240):  # five bars, a wide gap (a space) after the third
+        draw.rectangle([x, 10, x + 8, 50], fill=0)
+    gray = np.asarray(img)
+    glyphs = read_array(gray, loaded)
+    assert glyphs.kind == "line" and glyphs.text == "z" and glyphs.top_classes == []
+    cells = glyphs.model_input
+    assert cells.shape[0] == 28 and cells.dtype == np.uint8
+    ink_cols = np.flatnonzero(cells.max(axis=0) > 128)
+    starts = ink_cols[np.flatnonzero(np.diff(ink_cols, prepend=-10) > 1)]
+    pitch = normalize.PITCH
+    assert np.diff(starts).tolist() == [pitch, pitch, 2 * pitch, pitch]  # one cell per bar, an empty one for the space
+    line = read_array(gray, loaded, layout="line")
+    assert np.array_equal(line.model_input, preprocess_line(gray, window_width=28))
+    with pytest.raises(PredictError, match="layout must be one of glyphs, line"):
+        read_array(gray, loaded, layout="words")
+
+
+def test_read_array_names_the_wrong_kind_of_model(tmp_path):
+    line = load_model(forced_line_checkpoint(tmp_path / "line.pt", token=CHAR_TO_LINE_INDEX["a"]), device="cpu")
+    char = load_model(forced_char_checkpoint(tmp_path / "cnn.pt", cls=0), device="cpu")
+    glyph = load_image(draw_glyph(tmp_path / "glyph.png"))
+    with pytest.raises(PredictError, match=r"looks like a single character.*--model models/cnn\.pt"):
+        read_array(glyph, line)
+    assert read_array(glyph, line, check_kind=False).text == "a"
+    assert read_array(glyph, char).text == "0"
+    img = Image.new("L", (300, 60), 255)
+    for x in (20, 80, 140, 200):
+        ImageDraw.Draw(img).ellipse([x, 15, x + 30, 45], outline=0, width=5)
+    row = np.asarray(img)
+    with pytest.raises(PredictError, match=r"looks like a line of about 4 characters.*--model models/line_cnn\.pt"):
+        read_array(row, char)
+    assert read_array(row, line).text == "a"
+    joined = Image.new("L", (300, 60), 255)
+    ImageDraw.Draw(joined).line([(20, 40), (80, 15), (140, 45), (200, 15), (260, 40)], fill=0, width=6)
+    assert read_array(np.asarray(joined), line).text == "a"  # one wide stroke: joined-up writing, not one character
+
+
+def test_predict_file_reads_without_the_not_writable_warning(tmp_path):
+    line_ckpt = forced_line_checkpoint(tmp_path / "line_cnn.pt", token=CHAR_TO_LINE_INDEX["z"])
+    image = draw_glyph(tmp_path / "glyph.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert predict_file(image, line_ckpt, device="cpu") == "z"
+        frozen = np.zeros((2, 28, 28), dtype=np.uint8)
+        frozen.flags.writeable = False
+        x = to_model_input(frozen, torch.device("cpu"))
+    assert x.shape == (2, 1, 28, 28) and x.dtype == torch.float32
+    assert not frozen.flags.writeable  # the caller's array is left as it was
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def png_header(path, width: int, height: int):
+    """A PNG that declares width x height but holds almost no pixel data: a decompression bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.mark.parametrize("side", [15000, 10000])
+def test_decompression_bombs_are_refused_from_the_header(tmp_path, side):
+    bomb = png_header(tmp_path / "bomb.png", side, side)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(PredictError, match=r"bomb\.png is .* pixels, above the limit of 40,000,000") as info:
+            load_image(bomb)
+    assert caught == []  # neither Pillow's DecompressionBombWarning nor anything else
+    assert "\n" not in str(info.value) and "--max-pixels" in str(info.value)
+
+
+def test_max_pixels_raises_and_lowers_the_limit(tmp_path):
+    small = tmp_path / "small.png"
+    Image.new("L", (100, 80), 200).save(small)
+    with pytest.raises(PredictError, match=r"100x80 = 8,000 pixels, above the limit of 7,999"):
+        load_image(small, max_pixels=7999)
+    assert load_image(small, max_pixels=8000).shape == (80, 100)
+    bomb = png_header(tmp_path / "bomb.png", 15000, 15000)  # above Pillow's own guard too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(PredictError, match=r"bomb\.png is not a readable image"):  # past the limit: decoded
+            load_image(bomb, max_pixels=300_000_000)
+    assert Image.MAX_IMAGE_PIXELS is not None  # Pillow's guard is back for everyone else
+
+
+def test_sixteen_bit_and_palette_images_are_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257, 1000, 32768, 65535]], dtype=np.uint16)
+    deep = tmp_path / "deep.png"
+    Image.fromarray(values).save(deep)  # mode I;16
+    with Image.open(deep) as img:
+        assert img.mode.startswith("I")
+    assert load_image(deep).tolist() == [[0, 1, 4, 128, 255]]
+    wide = tmp_path / "wide.tif"
+    Image.fromarray(values.astype(np.int32), mode="I").save(wide)
+    assert load_image(wide).tolist() == [[0, 1, 4, 128, 255]]
+    palette = Image.new("P", (3, 1))
+    palette.putpalette([0, 0, 0, 255, 255, 255, 255, 0, 0] + [0] * (768 - 9))
+    palette.putdata([0, 1, 2])
+    palette.save(tmp_path / "palette.png")
+    assert load_image(tmp_path / "palette.png").tolist() == [[0, 255, 76]]  # red through its luma
+
+
+def test_a_faint_sixteen_bit_line_keeps_its_ink(tmp_path):
+    img = Image.new("L", (200, 60), 250)
+    ImageDraw.Draw(img).rectangle([20, 10, 180, 50], fill=100)
+    deep = (np.asarray(img).astype(np.uint16) * 257).astype(np.uint16)  # the same picture in 16 bits
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    assert np.abs(load_image(tmp_path / "deep.png").astype(int) - np.asarray(img)).max() <= 1
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def test_cli_predict_show_input_layout_and_bad_input(tmp_path, capsys):
+    line_ckpt = forced_line_checkpoint(tmp_path / "line_cnn.pt", token=CHAR_TO_LINE_INDEX["k"])
+    img = Image.new("L", (300, 60), 255)
+    for x in (20, 80, 140, 200):
+        ImageDraw.Draw(img).rectangle([x, 10, x + 10, 50], fill=0)
+    img.save(tmp_path / "line.png")
+    out = tmp_path / "seen" / "input.png"
+    assert main(["predict", str(tmp_path / "line.png"), "--model", str(line_ckpt), "--show-input", str(out)]) == 0
+    assert capsys.readouterr().out == "k\n"
+    loaded = load_model(line_ckpt, device="cpu")
+    with Image.open(out) as seen:
+        assert np.array_equal(np.asarray(seen), read_array(np.asarray(img), loaded).model_input)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["input.png"]  # written atomically, no temporary left
+    assert main(["predict", str(tmp_path / "line.png"), "--model", str(line_ckpt), "--layout", "line",
+                 "--show-input", str(out)]) == 0  # fmt: skip
+    with Image.open(out) as seen:
+        assert np.array_equal(np.asarray(seen), preprocess_line(np.asarray(img)))
+    capsys.readouterr()
+
+    draw_glyph(tmp_path / "glyph.png")
+    png_header(tmp_path / "bomb.png", 15000, 15000)
+    blank = forced_line_checkpoint(tmp_path / "blank.pt", token=0)
+    cases = [
+        (["glyph.png"], "looks like a single character; use the character model (--model models/cnn.pt)"),
+        (["bomb.png"], "above the limit of 40,000,000"),
+        (["line.png", "--max-pixels", "100"], "above the limit of 100 "),
+        (["line.png", "--model", str(blank)], "the model read no characters"),
+    ]
+    for args, message in cases:
+        argv = ["predict", str(tmp_path / args[0]), "--model", str(line_ckpt), *args[1:]]
+        assert main(argv) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.startswith("error: ") and message in captured.err
+        assert captured.err.count("\n") == 1, captured.err
+
+
+def test_cli_default_pixel_limit_matches_predict():
+    assert cli.DEFAULT_MAX_PIXELS == DEFAULT_MAX_PIXELS
+
+
+class _AppFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Stands in for text_recognizer.app: records serve() calls, or fails to import like an app without gradio."""
+
+    def __init__(self, missing: str | None):
+        self.missing, self.calls = missing, []
+
+    def find_spec(self, name, path=None, target=None):
+        return importlib.util.spec_from_loader(name, self) if name == "text_recognizer.app" else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        if self.missing:
+            raise ModuleNotFoundError(f"No module named {self.missing!r}", name=self.missing)
+        module.serve = lambda **kwargs: self.calls.append(kwargs)
+
+
+@pytest.mark.parametrize("missing", [None, "gradio", "gradio.themes"])
+def test_cli_serve(monkeypatch, capsys, missing):
+    finder = _AppFinder(missing)
+    monkeypatch.delitem(sys.modules, "text_recognizer.app", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    code = main(["serve", "--model", "m.pt", "--port", "9999", "--host", "0.0.0.0"])
+    err = capsys.readouterr().err
+    if missing:
+        assert code == 1 and finder.calls == []
+        assert err == "error: the web page needs the app extra: pip install 'text-recognizer[app]'\n"
+    else:
+        assert code == 0 and err == ""
+        assert finder.calls == [{"model_path": Path("m.pt"), "port": 9999, "host": "0.0.0.0"}]
+
+
+def test_glyph_pitch_follows_the_overlaps_a_checkpoint_was_trained_with(tmp_path):
+    model = LineCNN(**LINE_KWARGS)
+    path = tmp_path / "line.pt"
+    extra = {"emnist_lines": {"min_overlap": 0.5, "max_overlap": 0.5}}
+    save_checkpoint(
+        path, kind="line", model_kwargs=LINE_KWARGS, state_dict=model.state_dict(), mapping=LINE_TOKENS, extra=extra
+    )
+    img = Image.new("L", (300, 60), 255)
+    for x in (20, 60, 100):
+        ImageDraw.Draw(img).rectangle([x, 10, x + 8, 50], fill=0)
+    cells = read_array(np.asarray(img), load_model(path, device="cpu")).model_input
+    ink_cols = np.flatnonzero(cells.max(axis=0) > 128)
+    starts = ink_cols[np.flatnonzero(np.diff(ink_cols, prepend=-10) > 1)]
+    assert np.diff(starts).tolist() == [14, 14]  # 28 * (1 - 0.5)

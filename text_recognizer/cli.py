@@ -1,10 +1,75 @@
-"""The `text-recognizer` command: read an image with a trained model, or look at the data."""
+"""The `text-recognizer` command: read an image with a trained model, serve a page to write on, or look at the data."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+DEFAULT_MAX_PIXELS = 40_000_000  # the same as predict.DEFAULT_MAX_PIXELS; not imported, so --help stays fast
+
+
+def _pixels(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {value}")
+    return value
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from text_recognizer.io import atomic_path
+    from text_recognizer.predict import PredictError, load_image, load_model, read_array
+
+    try:
+        gray = load_image(args.image, max_pixels=args.max_pixels)  # a bad image fails before the model loads
+        loaded = load_model(args.model)
+        try:
+            reading = read_array(gray, loaded, layout=args.layout)
+        except PredictError as exc:
+            raise PredictError(f"{args.image}: {exc}") from exc
+    except PredictError as err:  # checkpoint problems arrive as PredictError too
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.show_input is not None:
+        try:
+            with atomic_path(args.show_input, suffix=".png") as tmp:
+                Image.fromarray(reading.model_input).save(tmp, format="PNG")
+        except OSError as err:
+            print(f"error: cannot write {args.show_input}: {err}", file=sys.stderr)
+            return 1
+    if not reading.text:
+        hint = "" if args.show_input else " (--show-input OUT.png writes what it saw)"
+        print(f"error: {args.image}: the model read no characters{hint}", file=sys.stderr)
+        return 1
+    print(reading.text)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from text_recognizer.app import serve
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] != "gradio":
+            raise
+        print("error: the web page needs the app extra: pip install 'text-recognizer[app]'", file=sys.stderr)
+        return 1
+    from text_recognizer.predict import PredictError
+
+    try:
+        serve(model_path=args.model, port=args.port, host=args.host)
+    except PredictError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +81,28 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument(
         "--model", type=Path, default=Path("models/line_cnn.pt"), help="checkpoint (default: models/line_cnn.pt)"
     )
+    predict.add_argument(
+        "--layout",
+        choices=["glyphs", "line"],
+        default="glyphs",
+        help="glyphs (default): fit each glyph into its own 28-px cell, as EMNIST; "
+        "line: scale the whole line to height 28, for images already drawn like EMNISTLines",
+    )
+    predict.add_argument("--show-input", type=Path, metavar="OUT.png", help="write the image the model saw")
+    predict.add_argument(
+        "--max-pixels",
+        type=_pixels,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse larger images, read from the header before decoding (default: {DEFAULT_MAX_PIXELS:,})",
+    )
+
+    serve = commands.add_parser("serve", help="start a local web page to write on and see what the model reads")
+    serve.add_argument(
+        "--model", type=Path, default=Path("models/line_cnn.pt"), help="checkpoint (default: models/line_cnn.pt)"
+    )
+    serve.add_argument("--port", type=_port, default=7860, help="default: 7860")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
 
     show = commands.add_parser("show-lines", help="write a PNG grid of sample lines with their text")
     show.add_argument("lines_h5", type=Path, help="an emnist_lines.h5 file")
@@ -25,14 +112,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "predict":
-        from text_recognizer.predict import PredictError, predict_file
-
-        try:
-            print(predict_file(args.image, args.model))
-        except PredictError as err:  # predict_file reports checkpoint problems as PredictError too
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-    elif args.command == "show-lines":
+        return _predict(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "show-lines":
         from text_recognizer.data.emnist_lines import save_sample_grid
 
         try:

@@ -1,129 +1,317 @@
-"""Read the text of an image file with a saved checkpoint.
+"""Read the text of an image with a saved checkpoint: the code behind `text-recognizer predict` and the web page.
 
-A photo or scan looks nothing like the training data, so the image is first brought to the
-EMNIST look: grayscale, white ink on black, cropped to the ink, and scaled like the training
-images (a glyph fitted into 20x20 and centred in 28x28, as EMNIST glyphs are; a line scaled
-to height 28 with the ink about 20 pixels tall, as in EMNISTLines).
+A photo, a scan or a drawing looks nothing like the training data, so it is first brought to
+the EMNIST look: grayscale, white ink on black, and each glyph fitted into its own 28x28 cell
+as EMNIST glyphs are (text_recognizer/normalize.py says how and why). `layout="line"` keeps
+the older whole-line scaling (height 28, ink about 20 rows) for input that already looks like
+EMNISTLines.
+
+Bad input is refused with a PredictError of one line: an image with more pixels than
+`max_pixels` (checked from the header, before anything is decoded), an unreadable file, a blank
+image, and a single glyph given to the line model or a line given to the character model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from text_recognizer import normalize
 from text_recognizer.checkpoint import CheckpointError, Kind, LoadedModel, load_checkpoint
 from text_recognizer.evaluation import default_device, to_model_input
 from text_recognizer.lit_models.ctc import greedy_decode, indices_to_text
 from text_recognizer.metadata import GLYPH_SIZE
+from text_recognizer.normalize import GLYPH_BOX, BlankImageError
 
-GLYPH_BOX = 20  # EMNIST glyphs are fitted into 20x20 and centred in 28x28
-INK_THRESHOLD = 0.25  # fraction of the brightest ink above which a pixel counts as ink for the crop
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "GLYPH_BOX",
+    "LAYOUTS",
+    "LoadedModel",
+    "PredictError",
+    "Reading",
+    "load_image",
+    "load_model",
+    "predict_file",
+    "preprocess_char",
+    "preprocess_line",
+    "read_array",
+]
+
+DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: any phone photo, far below a decompression bomb
+LAYOUTS = ("glyphs", "line")
+TOP_CLASSES = 5
+LINE_ASPECT = 2.0  # a single glyph group wider than this many heights is joined-up writing, not one character
+CHAR_LINE_ASPECT = 1.5  # several glyphs in a box at least this wide are a line, not one character
+MAX_PIECES = 3  # a wide glyph is tried whole and cut into up to this many touching letters
+SPLIT_SHARE = 0.6  # ...each piece at least this many median glyph widths
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 class PredictError(RuntimeError):
     """The image or the checkpoint cannot be used for prediction."""
 
 
-def load_image(image_path: str | os.PathLike[str]) -> np.ndarray:
-    """(H, W) uint8 grayscale of an image file; transparent areas count as white paper."""
+@dataclasses.dataclass
+class Reading:
+    """What a model read in an image, with the image it actually saw (to show why a reading went wrong)."""
+
+    text: str
+    model_input: np.ndarray  # (28, W) uint8, white on black
+    top_classes: list[tuple[str, float]]  # char checkpoints: the 5 likeliest classes and their probabilities
+    kind: str
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    """Open an image lazily (header only) and refuse it when it has more than `max_pixels` pixels.
+
+    Pillow's own decompression-bomb guard (a warning above 89 MP, an error above 179 MP) is
+    replaced by this limit, so the user sees one message with the knob to turn, never Pillow's.
+    Past Pillow's error the header is read again with its guard lifted for that call (under a
+    lock: the limit is a module global), and the size check here decides.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(path)
+        except Image.DecompressionBombError:
+            with _PIL_LIMIT_LOCK:  # read the header with Pillow's guard lifted; the size check below decides
+                saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+                try:
+                    img = Image.open(path)
+                finally:
+                    Image.MAX_IMAGE_PIXELS = saved
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise PredictError(
+            f"{path} is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,} "
+            f"(raise it with --max-pixels if the file is trusted)"
+        )
+    return img
+
+
+def _to_gray(img: Image.Image) -> np.ndarray:
+    """(H, W) uint8 of any Pillow mode, the full range kept.
+
+    16- and 32-bit gray is scaled to 8 bits (convert("L") would clip everything above 255 to
+    white, losing light ink), a palette goes through its colours, transparency counts as paper.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img.convert("I") if img.mode.startswith("I;16") else img, dtype=np.float64)
+        top = 255.0 if a.max(initial=0) <= 255 else 65535.0 if a.max() <= 65535 else float(a.max())
+        if img.mode == "F" and a.max(initial=0) <= 1.0:
+            top = 1.0
+        return np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(paper, rgba)
+    return np.array(img.convert("L"), dtype=np.uint8)
+
+
+def load_image(image_path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """(H, W) uint8 grayscale of an image file, upright (EXIF orientation applied), of at most `max_pixels`."""
     path = Path(image_path)
     if not path.is_file():
         raise PredictError(f"image {path} not found")
     try:
-        with Image.open(path) as img:
+        with _open_checked(path, max_pixels) as img:
             img.load()
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(paper, rgba)
-            return np.asarray(img.convert("L"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            return _to_gray(ImageOps.exif_transpose(img))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise PredictError(f"{path} is not a readable image (PNG, JPEG, ...): {exc}") from exc
 
 
+# --- normalisation -------------------------------------------------------------------------------
+
+
 def _white_on_black(gray: np.ndarray) -> np.ndarray:
-    """Float image with background 0 and the brightest ink 1, whatever the input polarity.
-
-    The background level is the median of the border pixels: light (> 127) means dark ink on
-    paper, so the image is inverted.
-    """
-    a = gray.astype(np.float32)
-    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    background = float(np.median(border))
-    if background > 127:
-        a = 255.0 - a
-        background = 255.0 - background
-    a = np.clip(a - background, 0.0, None)
-    peak = float(a.max())
-    if peak <= 0:
-        raise PredictError("the image is blank: no ink found")
-    return a / peak
-
-
-def _ink_box(a: np.ndarray) -> tuple[int, int, int, int]:
-    rows = np.flatnonzero((a > INK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((a > INK_THRESHOLD).any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
-def _resize(a: np.ndarray, height: int, width: int) -> np.ndarray:
-    img = Image.fromarray(np.clip(a * 255.0, 0, 255).astype(np.uint8))
-    return np.asarray(img.resize((max(width, 1), max(height, 1)), Image.Resampling.LANCZOS), dtype=np.uint8)
+    try:
+        return normalize.white_on_black(gray)
+    except BlankImageError as exc:
+        raise PredictError(str(exc)) from exc
 
 
 def preprocess_char(gray: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 of any polarity -> (28, 28) uint8, white glyph on black fitted into 20x20 and centred."""
-    a = _white_on_black(gray)
-    top, bottom, left, right = _ink_box(a)
-    a = a[top:bottom, left:right]
-    h, w = a.shape
-    scale = GLYPH_BOX / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    glyph = _resize(a, nh, nw)
-    out = np.zeros((GLYPH_SIZE, GLYPH_SIZE), dtype=np.uint8)
-    y, x = (GLYPH_SIZE - nh) // 2, (GLYPH_SIZE - nw) // 2
-    out[y : y + nh, x : x + nw] = glyph
-    return out
+    """(H, W) uint8 of any polarity -> (28, 28) uint8: all the ink fitted into 20x20 and centred, as EMNIST."""
+    return normalize.fit_glyph(_white_on_black(gray))
 
 
 def preprocess_line(gray: np.ndarray, window_width: int = GLYPH_SIZE) -> np.ndarray:
-    """(H, W) uint8 of any polarity -> (28, W') uint8 white-on-black line, W' >= window_width.
+    """(H, W) uint8 of any polarity -> (28, W') uint8 white-on-black line, W' >= window_width (layout "line").
 
     Cropped to the ink with a margin of 20% of the ink height on every side (so the ink is about
     20 of the 28 rows, as in EMNISTLines), scaled to height 28 keeping the aspect ratio, then
     padded with black on the right up to `window_width` (the model needs one full window).
+    Right only for input already drawn like EMNISTLines: lowercase letters come out half size.
     """
     a = _white_on_black(gray)
-    top, bottom, left, right = _ink_box(a)
-    a = a[top:bottom, left:right]
-    margin = max(1, round(0.2 * a.shape[0]))
-    a = np.pad(a, margin)
+    top, bottom, left, right = normalize.ink_box(a)
+    a = np.pad(a[top:bottom, left:right], max(1, round(0.2 * (bottom - top))))
     h, w = a.shape
     nw = max(1, round(w * GLYPH_SIZE / h))
-    line = _resize(a, GLYPH_SIZE, nw)
+    img = Image.fromarray(np.clip(a * 255.0, 0, 255).astype(np.uint8))
+    line = np.asarray(img.resize((nw, GLYPH_SIZE), Image.Resampling.LANCZOS), dtype=np.uint8)
     if nw < window_width:
         line = np.pad(line, ((0, 0), (0, window_width - nw)))
     return line
 
 
-def _load_model(
-    checkpoint_path: str | os.PathLike[str], device: torch.device, expected_kind: Kind | None
-) -> LoadedModel:
+def _check_shape(loaded: LoadedModel, glyphs: list[normalize.Glyph]) -> None:
+    """Refuse a single character given to the line model and a line given to the character model."""
+    top = min(g.top for g in glyphs)
+    height = max(g.bottom for g in glyphs) - top
+    width = glyphs[-1].right - glyphs[0].left
+    if loaded.kind == "line" and len(glyphs) == 1 and width < LINE_ASPECT * height:
+        raise PredictError("this looks like a single character; use the character model (--model models/cnn.pt)")
+    if loaded.kind == "char" and len(glyphs) > 1 and width >= CHAR_LINE_ASPECT * height:
+        raise PredictError(
+            f"this looks like a line of about {len(glyphs)} characters; use the line model (--model models/line_cnn.pt)"
+        )
+
+
+def model_input_for(
+    gray: np.ndarray, loaded: LoadedModel, *, layout: str = "glyphs", check_kind: bool = True
+) -> np.ndarray:
+    """The (28, W) uint8 white-on-black image a checkpoint is given for a grayscale image."""
+    if layout not in LAYOUTS:
+        raise PredictError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    a = _white_on_black(gray)
+    window = int(loaded.model_kwargs.get("window_width", GLYPH_SIZE))
     try:
-        return load_checkpoint(checkpoint_path, map_location=device, expected_kind=expected_kind, needed_by="predict")
+        _, glyphs = normalize.segment(a)
+    except BlankImageError as exc:
+        raise PredictError(str(exc)) from exc
+    if check_kind:
+        _check_shape(loaded, glyphs)
+    if loaded.kind == "char":
+        return normalize.fit_glyph(a)
+    if layout == "line":
+        return preprocess_line(gray, window_width=window)
+    spaces = [False, *normalize.find_spaces(glyphs)]
+    cells, gaps = [], []
+    for pieces, space in zip(_resolve_touching(glyphs, loaded), spaces, strict=True):
+        for k, piece in enumerate(pieces):
+            cells.append(normalize.fit_glyph(piece.ink))
+            gaps.append(space and k == 0)
+    return normalize.lay_out(cells, gaps[1:], pitch=_pitch(loaded), min_width=window)
+
+
+def _pitch(loaded: LoadedModel) -> int:
+    """The mean glyph step of the lines a line checkpoint was trained on.
+
+    From the overlaps in the checkpoint's `extra["emnist_lines"]` when training recorded them,
+    else params.yaml's defaults (0 to 0.33: 23 px).
+    """
+    drawn = loaded.extra.get("emnist_lines")
+    if isinstance(drawn, dict) and {"min_overlap", "max_overlap"} <= drawn.keys():
+        return normalize.pitch_for(float(drawn["min_overlap"]), float(drawn["max_overlap"]))
+    return normalize.PITCH
+
+
+def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> list[list[normalize.Glyph]]:
+    """Each glyph as it reads best: whole, or (when wide) cut into 2 or 3 touching letters.
+
+    Shape alone cannot tell "m" from "rn" or "ry", so the line model decides: every option of
+    every wide glyph is read on its own (one batch for the whole line) and scored by its least
+    confident output step (the log-probability of the best token there). A cut option wins only
+    when it reads as one character per piece and scores higher than the whole glyph.
+    """
+    typical = float(np.median([g.width for g in glyphs]))
+    choices: list[list[list[normalize.Glyph]]] = []
+    for glyph in glyphs:
+        options = [[glyph]]
+        if normalize.is_wide(glyph, glyphs):
+            for n in range(2, MAX_PIECES + 1):
+                pieces = normalize.split_glyph(glyph, n) if glyph.width >= n * SPLIT_SHARE * typical else []
+                if len(pieces) == n:
+                    options.append(pieces)
+        choices.append(options)
+    flat = [(k, option) for k, options in enumerate(choices) if len(options) > 1 for option in options]
+    if not flat:
+        return [options[0] for options in choices]
+    pitch = _pitch(loaded)
+    images = [
+        normalize.lay_out([normalize.fit_glyph(p.ink) for p in o], [False] * (len(o) - 1), pitch=pitch) for _, o in flat
+    ]
+    width = max(i.shape[1] for i in images)
+    batch = np.stack([np.pad(i, ((0, 0), (0, width - i.shape[1]))) for i in images])
+    with torch.inference_mode():
+        logits = loaded.model(to_model_input(batch, _device_of(loaded))).float()
+    confidence = logits.log_softmax(dim=1).max(dim=1).values.cpu().numpy()  # (options, T)
+    texts = [indices_to_text(row, loaded.mapping).strip() for row in greedy_decode(logits)]
+    best: dict[int, tuple[float, list[normalize.Glyph]]] = {}
+    for (k, option), image, conf, text in zip(flat, images, confidence, texts, strict=True):
+        score = float(conf[: _frames(image.shape[1], loaded)].min())
+        whole = len(option) == 1
+        if whole or (len(text) == len(option) and score > best[k][0]):
+            best[k] = (score, option)
+    return [best[k][1] if k in best else options[0] for k, options in enumerate(choices)]
+
+
+def _frames(width: int, loaded: LoadedModel) -> int:
+    """How many output steps of a line checkpoint cover an image `width` pixels wide."""
+    window = int(loaded.model_kwargs.get("window_width", GLYPH_SIZE))
+    stride = int(loaded.model_kwargs.get("window_stride", 8))
+    return max(1, (width - window) // stride + 1)
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+def load_model(
+    checkpoint_path: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+    expected_kind: Kind | None = None,
+) -> LoadedModel:
+    """A checkpoint rebuilt for prediction (on the GPU when there is one); PredictError when it cannot be used."""
+    try:
+        return load_checkpoint(
+            checkpoint_path, map_location=default_device(device), expected_kind=expected_kind, needed_by="predict"
+        )
     except CheckpointError as exc:
         raise PredictError(f"cannot predict: {exc}") from exc
 
 
-def preprocess_for(loaded: LoadedModel, gray: np.ndarray) -> np.ndarray:
-    """The model input image (uint8, white on black) for a checkpoint's kind."""
-    if loaded.kind == "char":
-        return preprocess_char(gray)
-    return preprocess_line(gray, window_width=int(loaded.model_kwargs.get("window_width", GLYPH_SIZE)))
+def _device_of(loaded: LoadedModel) -> torch.device:
+    param = next(loaded.model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def read_array(gray: np.ndarray, loaded: LoadedModel, *, layout: str = "glyphs", check_kind: bool = True) -> Reading:
+    """Read a (H, W) grayscale image (uint8, either polarity) with a loaded checkpoint.
+
+    A char checkpoint gives one character and its top 5 classes (`layout` does not apply); a line
+    checkpoint a greedy CTC decode of the glyph layout (or, with layout="line", of the whole line
+    scaled to height 28). `model_input` is the image the model saw. With `check_kind`, a single
+    character given to the line model or a line given to the character model is a PredictError
+    saying which model to use, not a silent guess.
+    """
+    gray = np.asarray(gray)
+    if gray.ndim != 2 or gray.size == 0:
+        raise PredictError(f"expected a (height, width) grayscale image, got shape {gray.shape}")
+    image = model_input_for(gray, loaded, layout=layout, check_kind=check_kind)
+    with torch.inference_mode():
+        logits = loaded.model(to_model_input(image[None], _device_of(loaded)))
+    if loaded.kind == "char":  # logits: (1, num_classes)
+        probs = torch.softmax(logits[0].float(), dim=0).cpu()
+        values, indices = probs.topk(min(TOP_CLASSES, probs.numel()))
+        top = [(loaded.mapping[i], float(p)) for p, i in zip(values.tolist(), indices.tolist(), strict=True)]
+        return Reading(text=top[0][0], model_input=image, top_classes=top, kind=loaded.kind)
+    text = indices_to_text(greedy_decode(logits)[0], loaded.mapping)  # logits: (1, C, T)
+    return Reading(text=text, model_input=image, top_classes=[], kind=loaded.kind)
 
 
 def predict_file(
@@ -132,22 +320,20 @@ def predict_file(
     *,
     expected_kind: Kind | None = None,
     device: str | torch.device | None = None,
+    layout: str = "glyphs",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    check_kind: bool = False,
 ) -> str:
     """The text in an image: one character for a char checkpoint, a greedy CTC decode for a line one.
 
     `expected_kind` ("char" or "line") makes a checkpoint of the other kind an error instead of
-    silently switching between single-glyph and line reading.
+    silently switching between single-glyph and line reading. The shape check of read_array is
+    off by default here (a library caller may mean to read one glyph with the line model); the
+    CLI and the web page turn it on.
     """
-    dev = default_device(device)
-    gray = load_image(image_path)  # the cheap check first: a bad path fails before the model loads
-    loaded = _load_model(checkpoint_path, dev, expected_kind)
+    gray = load_image(image_path, max_pixels=max_pixels)  # the cheap check first: a bad path fails before the model
+    loaded = load_model(checkpoint_path, device=device, expected_kind=expected_kind)
     try:
-        image = preprocess_for(loaded, gray)
+        return read_array(gray, loaded, layout=layout, check_kind=check_kind).text
     except PredictError as exc:
         raise PredictError(f"{image_path}: {exc}") from exc
-    x = to_model_input(image[None], dev)  # (1, 1, 28, W)
-    with torch.inference_mode():
-        logits = loaded.model(x)
-    if loaded.kind == "char":
-        return loaded.mapping[int(logits.argmax(dim=1).item())]  # logits: (1, num_classes)
-    return indices_to_text(greedy_decode(logits)[0], loaded.mapping)  # logits: (1, C, T)

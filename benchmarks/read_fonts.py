@@ -1,0 +1,85 @@
+"""How well does `text-recognizer predict` read lines set in fonts that no pipeline code draws with?
+
+    .venv/bin/python benchmarks/read_fonts.py --models models [--layout glyphs line] [--per-style] [--show]
+
+Every phrase of tests/font_lines.py is set in every style there (Liberation fonts at 14-80 px,
+margins, both polarities, extra stroke, JPEG noise), read through `read_array` exactly as the CLI
+reads a file, and scored as a corpus character error rate (edits / reference characters, case
+sensitive, and ignoring case: EMNIST fits c and C into the same box) per layout: `line` is the older
+whole-line scaling (the "before" figure), `glyphs` the EMNIST-like normalisation.
+tests/test_read_fonts.py asserts on the same figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.font_lines, run from anywhere
+
+from tests.font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line
+from text_recognizer.checkpoint import LoadedModel
+from text_recognizer.lit_models.ctc import character_error_rate
+from text_recognizer.predict import LAYOUTS, PredictError, load_model, read_array
+
+
+def read_all(loaded: LoadedModel, layout: str, styles: tuple[Style, ...] = STYLES) -> dict[Style, list[str]]:
+    """The reading of every phrase in every style; a refused image reads as the empty string."""
+    out: dict[Style, list[str]] = {}
+    for style in styles:
+        readings = []
+        for phrase in PHRASES:
+            try:
+                readings.append(read_array(render_line(phrase, style), loaded, layout=layout, check_kind=False).text)
+            except PredictError:
+                readings.append("")
+        out[style] = readings
+    return out
+
+
+def corpus_cer(readings: dict[Style, list[str]], ignore_case: bool = False) -> float:
+    """One CER over all styles and phrases (long phrases weigh more, as in evaluate_lines)."""
+    preds = [r for style in readings for r in readings[style]]
+    truths = list(PHRASES) * len(readings)
+    if ignore_case:
+        preds, truths = [p.lower() for p in preds], [t.lower() for t in truths]
+    return character_error_rate(preds, truths)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=Path("models"), help="folder with line_cnn.pt")
+    parser.add_argument("--layout", nargs="+", choices=LAYOUTS, default=["line", "glyphs"])
+    parser.add_argument("--per-style", action="store_true", help="also print the CER of each style")
+    parser.add_argument("--show", action="store_true", help="print every wrong reading")
+    args = parser.parse_args(argv)
+    missing = [name for name in FONT_NAMES if find_font(name) is None]
+    if missing:
+        print(f"error: fonts {missing} not found: apt-get install {FONT_PACKAGE}", file=sys.stderr)
+        return 1
+    try:
+        loaded = load_model(args.models / "line_cnn.pt", device="cpu", expected_kind="line")
+    except PredictError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{len(PHRASES)} phrases x {len(STYLES)} styles, {sum(map(len, PHRASES)) * len(STYLES)} characters")
+    for layout in args.layout:
+        start = time.perf_counter()
+        readings = read_all(loaded, layout)
+        took = time.perf_counter() - start
+        caseless = corpus_cer(readings, ignore_case=True)
+        print(f"layout={layout:<6}  CER {corpus_cer(readings):6.1%}  (ignoring case {caseless:.1%}; {took:.1f} s)")
+        for style, texts in readings.items():
+            if args.per_style:
+                print(f"    {corpus_cer({style: texts}):6.1%}  {style}")
+            if args.show:
+                for truth, text in zip(PHRASES, texts, strict=True):
+                    if text != truth:
+                        print(f"        {truth!r:36} -> {text!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

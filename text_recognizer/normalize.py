@@ -1,0 +1,392 @@
+"""Bring a line of writing to the look of EMNISTLines: one EMNIST-fitted glyph per 28-px cell.
+
+EMNIST fits *every* character, lowercase included, into the same box, and EMNISTLines draws
+those 28x28 glyphs side by side. Scaling a whole line to height 28 therefore makes an "e" half
+the size of any "e" the models saw. Instead the ink is split into glyphs and each one is fitted
+into its own cell:
+
+1. Glyphs: connected components of the ink (8-connected, labelled run by run) at half the
+   peak, so the anti-aliased fringe between two close letters does not join them; merged where
+   they share columns, so the dot of an i or j stays with its stem, or where fainter ink joins
+   them across touching columns (a hairline thinner than half the peak). Letters that really
+   touch (serifs, "rt", "ry") stay one glyph here; `split_glyph` offers cuts and predict lets
+   the line model choose, since shape alone cannot tell "m" from "rn".
+2. Each glyph is fitted the way the EMNIST paper (Cohen et al. 2017, section II-A) converted
+   NIST's binary 128x128 forms: the glyph is scaled to NIST's resolution and binarised (a
+   photo's anti-aliasing and contrast no longer matter), blurred with a Gaussian (sigma 1),
+   cropped to its bounding box, centred in a square frame with its aspect ratio kept and
+   downsampled with an antialiasing filter. The longest side becomes GLYPH_BOX = 20 pixels of
+   the 28x28 cell, as in `preprocess_char` and in the pipeline's own glyphs (the offline source
+   fits 18-22 px, median 20). NIST's 2-pixel padding gives real EMNIST glyphs about 24 px, so
+   a model trained on them sees ours 17% small, more than its +-10% zoom augmentation:
+   GLYPH_BOX is the knob to turn for such a model.
+   One step EMNIST did not need: strokes thinner than the pipeline glyphs' median (about 4 px
+   of 28; a pen on a NIST form is never as thin as a 14 px font or a serif hairline) are
+   thickened to it at NIST resolution. On the font lines of tests/font_lines.py this takes
+   the character error with perfectly cut glyphs from 12% to 10%.
+3. Centring: the centre of the *bounding box* goes to the centre of the cell, not the centre
+   of mass (MNIST's choice). EMNIST and the offline source both centre the bounding box: an
+   offline "L" has its mass 1.4 px left of the cell centre, and centring the mass instead
+   would move a fitted "L" about 3 px right of where its training examples sit.
+4. Layout: glyphs are drawn left-aligned at the mean pitch of the training lines (emnist_lines
+   draws neighbours 28 * (1 - overlap) apart, overlap uniform in [0, 0.33] by default, so
+   PITCH = 23 px; 19 or 28 px read worse), combined with a saturating maximum as there, and a
+   space is an empty cell where the gap between two glyphs is wide compared with the line's
+   letter size and its typical gap.
+
+The whole-line scaling (`layout="line"` in predict) stays available for input that already
+looks like EMNISTLines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from text_recognizer.metadata import GLYPH_SIZE
+
+GLYPH_BOX = 20  # longest side of a fitted glyph inside its 28x28 cell
+DEFAULT_OVERLAP = (0.0, 0.33)  # params.yaml's emnist_lines.min_overlap and max_overlap
+
+
+def pitch_for(min_overlap: float, max_overlap: float) -> int:
+    """The mean step between neighbouring glyphs of EMNISTLines drawn with these overlaps."""
+    return round(GLYPH_SIZE * (1 - (min_overlap + max_overlap) / 2))
+
+
+PITCH = pitch_for(*DEFAULT_OVERLAP)  # 23 px
+INK_THRESHOLD = 0.25  # fraction of the brightest ink above which a pixel counts as ink
+SPLIT_THRESHOLD = 0.5  # a stricter one for labelling, so that anti-aliased fringes do not join neighbours
+NIST_SIZE = 96  # the longest side of a glyph at NIST's resolution (the forms were 128x128), where it is binarised
+NIST_BLUR = 1.0  # the EMNIST paper's Gaussian sigma, in NIST pixels
+NIST_STROKE = 20.0  # thinner strokes are thickened to this (NIST pixels): the pipeline glyphs' median, ~4 px of 28
+MAX_GROW = 8  # at most this many NIST pixels added on each side of a stroke
+WORK_HEIGHT = 160  # lines with taller ink are shrunk to this before labelling (the cells are 28 px anyway)
+MERGE_OVERLAP = 0.5  # components sharing this fraction of the narrower one's columns are one glyph
+SPACE_HEIGHTS = 0.33  # a gap wider than this many letter heights is a space...
+SPACE_GAPS = 2.0  # ...provided it is also this many times the line's median gap
+SPLIT_WIDTH = 1.1  # glyphs wider than this many median glyph widths...
+SPLIT_ASPECT = 0.7  # ...and than this many of their own heights may be touching letters
+
+
+class BlankImageError(ValueError):
+    """The image holds no ink."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Glyph:
+    """One glyph of a line: its box in the working image and its own ink (other glyphs' pixels zeroed)."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+    ink: np.ndarray  # (bottom - top, right - left) float32 in [0, 1]
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+
+def white_on_black(gray: np.ndarray) -> np.ndarray:
+    """Float image with background 0 and the brightest ink 1, whatever the input polarity.
+
+    The background level is the median of the border pixels: light (> 127) means dark ink on
+    paper, so the image is inverted.
+    """
+    a = np.asarray(gray, dtype=np.float32)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    background = float(np.median(border))
+    if background > 127:
+        a = 255.0 - a
+        background = 255.0 - background
+    a = np.clip(a - background, 0.0, None)
+    peak = float(a.max())
+    if peak <= 0:
+        raise BlankImageError("the image is blank: no ink found")
+    return a / peak
+
+
+def ink_box(a: np.ndarray, threshold: float = INK_THRESHOLD) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the pixels above `threshold`, ends exclusive."""
+    mask = a > threshold
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise BlankImageError("the image is blank: no ink found")
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean image: (labels int32, 0 = background, 1..n), n.
+
+    Works on horizontal runs rather than pixels, so a line of a few hundred glyphs costs a few
+    numpy calls: runs of neighbouring rows touch when their column ranges overlap or meet at a
+    corner, and the run graph is resolved by min-label propagation with pointer jumping.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    h, w = mask.shape
+    padded = np.zeros((h, w + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)  # +1 where a run starts, -1 one past where it ends
+    start_r, start_c = np.nonzero(edges == 1)
+    end_c = np.nonzero(edges == -1)[1]  # row-major order: the same order as the starts
+    if start_r.size == 0:
+        return np.zeros((h, w), dtype=np.int32), 0
+    stride = w + 2
+    start_key = start_r * stride + start_c
+    end_key = start_r * stride + end_c
+    # Runs of row y + 1 touching run (s, e) of row y: those with start <= e and end >= s (8-connected).
+    lo = np.searchsorted(end_key, (start_r + 1) * stride + start_c, side="left")
+    hi = np.searchsorted(start_key, (start_r + 1) * stride + end_c, side="right")
+    count = np.maximum(hi - lo, 0)
+    a = np.repeat(np.arange(start_r.size), count)
+    b = np.repeat(lo, count) + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
+    run_label = np.arange(start_r.size)
+    while True:
+        low = np.minimum(run_label[a], run_label[b])
+        new = run_label.copy()
+        np.minimum.at(new, a, low)
+        np.minimum.at(new, b, low)
+        new = new[new]  # pointer jumping: follow each run's label to its own label
+        if np.array_equal(new, run_label):
+            break
+        run_label = new
+    _, dense = np.unique(run_label, return_inverse=True)
+    lengths = end_c - start_c
+    flat = np.zeros(h * w, dtype=np.int32)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    flat[np.repeat(start_r * w + start_c, lengths) + offsets] = np.repeat(dense + 1, lengths)
+    return flat.reshape(h, w), int(dense.max()) + 1
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Square dilation: the anti-aliased fringe just outside a glyph's threshold belongs to it."""
+    out = mask.copy()
+    for _ in range(radius):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= grown[:, :-1].copy()
+        grown[:, :-1] |= grown[:, 1:].copy()
+        out = grown
+    return out
+
+
+def _to_working_scale(a: np.ndarray) -> np.ndarray:
+    """The ink crop (with a margin), shrunk when its ink is taller than WORK_HEIGHT."""
+    top, bottom, left, right = ink_box(a)
+    margin = 2
+    a = a[max(0, top - margin) : bottom + margin, max(0, left - margin) : right + margin]
+    if bottom - top > WORK_HEIGHT:
+        scale = WORK_HEIGHT / (bottom - top)
+        size = (max(1, round(a.shape[1] * scale)), max(1, round(a.shape[0] * scale)))
+        a = np.asarray(Image.fromarray(a, mode="F").resize(size, Image.Resampling.BOX), dtype=np.float32)
+        a = a / max(float(a.max()), 1e-6)
+    return a
+
+
+def _boxes(labels: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """(top, bottom, left, right, area) of labels 1..n, each (n,) int64, ends exclusive."""
+    rows, cols = np.nonzero(labels)
+    comp = labels[rows, cols] - 1
+    top, left = np.full(n, labels.shape[0]), np.full(n, labels.shape[1])
+    bottom, right = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    np.minimum.at(top, comp, rows)
+    np.minimum.at(left, comp, cols)
+    np.maximum.at(bottom, comp, rows + 1)
+    np.maximum.at(right, comp, cols + 1)
+    return top, bottom, left, right, np.bincount(comp, minlength=n)
+
+
+def segment(a: np.ndarray) -> tuple[np.ndarray, list[Glyph]]:
+    """Split white-on-black ink (float, peak 1) into glyphs, left to right: (working image, glyphs).
+
+    Components are labelled at SPLIT_THRESHOLD (half the peak), where the anti-aliased fringe
+    between two close letters is not ink, and merged when they share at least MERGE_OVERLAP of
+    the narrower one's columns (the dot of an i and its stem) or when they touch or overlap in
+    columns and are joined by fainter ink (a hairline too thin to reach half the peak, as in a
+    small serif h). Specks far smaller than the line's glyphs (dust, JPEG noise) are dropped
+    first, so they neither become glyphs nor stretch a glyph's box, unless they sit right above
+    or below a glyph (the dot of an i at 14 px is a single pixel).
+    """
+    a = _to_working_scale(np.asarray(a, dtype=np.float32))
+    labels, n = label_components(a > SPLIT_THRESHOLD)
+    if n == 0:
+        raise BlankImageError("the image is blank: no ink found")
+    loose, _ = label_components(a > INK_THRESHOLD)
+    top, bottom, left, right, area = _boxes(labels, n)
+    first = np.zeros(n + 1, dtype=np.int64)  # any pixel of each component, to look up its loose label
+    flat = labels.ravel()
+    first[flat[::-1]] = np.arange(flat.size)[::-1]
+    joined = loose.ravel()[first[1:]]
+    extent = np.maximum(bottom - top, right - left)
+    big = (area >= max(3.0, 0.02 * area.max())) | (extent >= 0.25 * extent.max())
+    for i in np.flatnonzero(~big):  # a speck right above or below a glyph is a dot (of an i at 14 px: 1 pixel)
+        shared = np.minimum(right[big], right[i]) - np.maximum(left[big], left[i])
+        gap = np.maximum(top[big] - bottom[i], top[i] - bottom[big])
+        big[i] = bool(((shared >= MERGE_OVERLAP * (right[i] - left[i])) & (gap <= (bottom - top)[big] // 2)).any())
+    keep = np.flatnonzero(big)
+    keep = keep[np.lexsort((right[keep], left[keep]))]
+    parent = {int(i): int(i) for i in keep}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for k, i in enumerate(keep):
+        for j in keep[k + 1 :]:
+            if left[j] > right[i]:  # sorted by left: no later component shares a column with i
+                break
+            shared = min(right[i], right[j]) - max(left[i], left[j])
+            narrower = min(right[i] - left[i], right[j] - left[j])
+            if shared >= MERGE_OVERLAP * narrower or (shared >= 0 and joined[i] == joined[j]):
+                parent[root(int(j))] = root(int(i))
+    members: dict[int, list[int]] = {}
+    for i in keep:
+        members.setdefault(root(int(i)), []).append(int(i))
+    glyphs = []
+    for ids in members.values():
+        t, b = int(top[ids].min()), int(bottom[ids].max())
+        lft, r = int(left[ids].min()), int(right[ids].max())
+        own = _dilate(np.isin(labels[t:b, lft:r], np.array(ids) + 1), 1)
+        glyphs.append(Glyph(t, b, lft, r, np.where(own, a[t:b, lft:r], 0.0).astype(np.float32)))
+    glyphs.sort(key=lambda g: (g.left, g.right))
+    return a, glyphs
+
+
+def find_spaces(glyphs: list[Glyph]) -> list[bool]:
+    """For each glyph after the first, whether a space comes before it.
+
+    A space is a gap wider than SPACE_HEIGHTS times the median glyph height (the letter size,
+    so it does not depend on how many spaces the line has) and SPACE_GAPS times the median gap
+    (so a loosely set or monospaced line does not turn every wide letter gap into a space).
+    """
+    if len(glyphs) < 2:
+        return []
+    gaps = np.array([b.left - a.right for a, b in itertools.pairwise(glyphs)], dtype=np.float64)
+    height = float(np.median([g.height for g in glyphs]))
+    typical = max(float(np.median(gaps)), 1.0)
+    threshold = max(SPACE_HEIGHTS * height, SPACE_GAPS * typical)
+    return [bool(gap > threshold) for gap in gaps]
+
+
+def is_wide(glyph: Glyph, glyphs: list[Glyph]) -> bool:
+    """Whether a glyph is wide enough to be two touching letters (or one m or w: only a reader can tell)."""
+    typical = float(np.median([g.width for g in glyphs]))
+    return glyph.width > SPLIT_WIDTH * typical and glyph.width > SPLIT_ASPECT * glyph.height
+
+
+def split_glyph(glyph: Glyph, pieces: int) -> list[Glyph]:
+    """Cut a glyph into `pieces` side by side, each cut at the column with the least ink near its even share.
+
+    Touching letters meet in a thin bridge (a serif, the end of a crossbar), so the ink column
+    sum is smallest there. Each piece keeps only its own columns and is cropped to its ink.
+    """
+    profile = glyph.ink.sum(axis=0)
+    cuts = [0]
+    share = glyph.width / pieces
+    for k in range(1, pieces):
+        lo, hi = round((k - 0.4) * share), round((k + 0.4) * share)
+        lo, hi = max(lo, cuts[-1] + 1), min(hi, glyph.width - 1)
+        if lo >= hi:
+            return [glyph]
+        window = profile[lo:hi]
+        candidates = np.flatnonzero(window <= window.min() + 1e-6) + lo
+        cuts.append(int(candidates[np.argmin(np.abs(candidates - k * share))]))
+    cuts.append(glyph.width)
+    out = []
+    for left, right in itertools.pairwise(cuts):
+        ink = glyph.ink[:, left:right]
+        try:
+            top, bottom, lft, rgt = ink_box(ink / max(float(ink.max()), 1e-6))
+        except BlankImageError:
+            return [glyph]
+        out.append(
+            Glyph(
+                glyph.top + top,
+                glyph.top + bottom,
+                glyph.left + left + lft,
+                glyph.left + left + rgt,
+                np.ascontiguousarray(ink[top:bottom, lft:rgt]),
+            )
+        )
+    return out
+
+
+def stroke_width(binary: np.ndarray) -> float:
+    """Mean stroke width of a binary shape in pixels: 2 * area / boundary length (a long stroke of width w: w)."""
+    inner = binary.copy()
+    inner[1:] &= binary[:-1]
+    inner[:-1] &= binary[1:]
+    inner[:, 1:] &= binary[:, :-1]
+    inner[:, :-1] &= binary[:, 1:]
+    return 2.0 * float(binary.sum()) / max(int((binary & ~inner).sum()), 1)
+
+
+def fit_glyph(ink: np.ndarray, box: int = GLYPH_BOX) -> np.ndarray:
+    """A glyph's ink (float, any size) -> (28, 28) uint8 cell, the way EMNIST converted NIST glyphs.
+
+    Scaled so that its longest side is NIST_SIZE, binarised at half its peak, thickened when its
+    strokes are thinner than NIST_STROKE, blurred (sigma NIST_BLUR), cropped to its box,
+    downsampled to `box` pixels on its longest side (aspect kept) and centred by bounding box in
+    the 28x28 cell, brightest ink 255.
+    """
+    ink = np.asarray(ink, dtype=np.float32)
+    top, bottom, left, right = ink_box(ink / max(float(ink.max()), 1e-6))
+    ink = ink[top:bottom, left:right]
+    h, w = ink.shape
+    scale = NIST_SIZE / max(h, w)
+    big = Image.fromarray(ink, mode="F").resize(
+        (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC
+    )
+    binary = np.pad(np.asarray(big) > 0.5 * float(ink.max()), MAX_GROW + 3 * round(NIST_BLUR) + 1)
+    grow = int(np.clip(round((NIST_STROKE - stroke_width(binary)) / 2), 0, MAX_GROW))
+    if grow:
+        binary = _dilate(binary, grow)
+    soft = Image.fromarray(binary.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(NIST_BLUR))
+    soft_a = np.asarray(soft, dtype=np.float32) / 255.0
+    t, b, lf, r = ink_box(soft_a, threshold=0.05)
+    soft_a = soft_a[t:b, lf:r]
+    sh, sw = soft_a.shape
+    factor = box / max(sh, sw)
+    nh, nw = min(GLYPH_SIZE, max(1, round(sh * factor))), min(GLYPH_SIZE, max(1, round(sw * factor)))
+    small = np.asarray(Image.fromarray(soft_a, mode="F").resize((nw, nh), Image.Resampling.LANCZOS))
+    small = np.clip(small, 0.0, None)
+    small = small / max(float(small.max()), 1e-6)
+    cell = np.zeros((GLYPH_SIZE, GLYPH_SIZE), dtype=np.float32)
+    y, x = (GLYPH_SIZE - nh) // 2, (GLYPH_SIZE - nw) // 2
+    cell[y : y + nh, x : x + nw] = small
+    return np.clip(np.rint(cell * 255.0), 0, 255).astype(np.uint8)
+
+
+def lay_out(cells: list[np.ndarray], spaces: list[bool], pitch: int = PITCH, min_width: int = GLYPH_SIZE) -> np.ndarray:
+    """Cells side by side at `pitch`, an empty pitch for each space, saturating max: (28, W) uint8.
+
+    Left-aligned from column 0 like EMNISTLines, with one empty cell after the last glyph
+    (the training lines end in black) and at least `min_width` columns.
+    """
+    x = [0]
+    for space in spaces:
+        x.append(x[-1] + pitch * (2 if space else 1))
+    width = max(min_width, (x[-1] if cells else 0) + 2 * GLYPH_SIZE)
+    line = np.zeros((GLYPH_SIZE, width), dtype=np.uint8)
+    for cell, left in zip(cells, x, strict=False):
+        window = line[:, left : left + GLYPH_SIZE]
+        np.maximum(window, cell, out=window)
+    return line
+
+
+def normalize_line(a: np.ndarray, pitch: int = PITCH, min_width: int = GLYPH_SIZE) -> tuple[np.ndarray, int]:
+    """White-on-black ink (float, peak 1) -> (EMNISTLines-like (28, W) uint8 image, number of glyphs)."""
+    _, glyphs = segment(a)
+    cells = [fit_glyph(g.ink) for g in glyphs]
+    return lay_out(cells, find_spaces(glyphs), pitch=pitch, min_width=min_width), len(glyphs)
