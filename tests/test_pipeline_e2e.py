@@ -150,10 +150,11 @@ def test_predict_reads_a_generated_line(repo: PipelineRepo, tmp_path: Path):
         line = np.asarray(f["test/images"][0])
     image = tmp_path / "line.png"
     Image.fromarray(255 - line).save(image)  # dark ink on white paper, as a scan would be
-    result = run_cli(repo, "predict", str(image), "--model", "models/line_cnn.pt")
-    assert result.returncode == 0, result.stderr
-    text = result.stdout.rstrip("\n")
-    assert set(text) <= LINE_CHARSET
+    result = run_cli(repo, "predict", str(image), "--model", "models/line_cnn.pt", "--layout", "line")
+    if result.returncode == 0:
+        assert set(result.stdout.rstrip("\n")) <= LINE_CHARSET
+    else:  # the one-epoch model may read nothing yet: said in one line, not printed as an empty text
+        assert result.returncode == 1 and "read no characters" in result.stderr, result.stderr
     as_glyph = run_cli(repo, "predict", str(image), "--model", "models/cnn.pt")
     assert as_glyph.returncode == 1 and "line" in as_glyph.stderr  # a line is not read as one glyph
     missing = run_cli(repo, "predict", "nope.png")

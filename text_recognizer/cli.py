@@ -23,6 +23,36 @@ def _port(text: str) -> int:
     return value
 
 
+def _beam_settings() -> tuple[int, float]:
+    """(beam_width, lm_weight) of ./params.yaml's evaluate section, so that predict reads as evaluate
+    did; outside a project folder, the values the project ships with."""
+    import yaml
+
+    evaluate = {}
+    if Path("params.yaml").is_file():
+        evaluate = (yaml.safe_load(Path("params.yaml").read_text()) or {}).get("evaluate") or {}
+    return int(evaluate.get("beam_width", 16)), float(evaluate.get("lm_weight", 0.5))
+
+
+def _line_decoder(args: argparse.Namespace):  # -> evaluation.LineDecoder
+    """greedy, or beam search with the language model; `auto` is beam when the model file exists."""
+    from text_recognizer.evaluation import line_decoder
+    from text_recognizer.predict import PredictError
+
+    if args.decoder == "greedy" or (args.decoder == "auto" and not args.lm.is_file()):
+        return line_decoder("greedy")
+    if not args.lm.is_file():
+        raise PredictError(f"no language model at {args.lm}: run `dvc repro char_lm`, or pass --decoder greedy")
+    from text_recognizer.char_lm import CharLM
+
+    try:
+        lm = CharLM.load(args.lm)
+    except (OSError, ValueError, KeyError) as exc:
+        raise PredictError(f"{args.lm} is not a language model of this project: {exc}") from exc
+    beam_width, lm_weight = _beam_settings()
+    return line_decoder("beam", beam_width=beam_width, lm=lm, lm_weight=lm_weight)
+
+
 def _predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
@@ -32,8 +62,9 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         gray = load_image(args.image, max_pixels=args.max_pixels)  # a bad image fails before the model loads
         loaded = load_model(args.model)
+        decode = _line_decoder(args)
         try:
-            reading = read_array(gray, loaded, layout=args.layout)
+            reading = read_array(gray, loaded, layout=args.layout, decode=decode)
         except PredictError as exc:
             raise PredictError(f"{args.image}: {exc}") from exc
     except PredictError as err:  # checkpoint problems arrive as PredictError too
@@ -87,6 +118,16 @@ def main(argv: list[str] | None = None) -> int:
         default="glyphs",
         help="glyphs (default): fit each glyph into its own 28-px cell, as EMNIST; "
         "line: scale the whole line to height 28, for images already drawn like EMNISTLines",
+    )
+    predict.add_argument(
+        "--decoder",
+        choices=["auto", "greedy", "beam"],
+        default="auto",
+        help="line models: greedy, or beam search with the character language model (--lm); "
+        "auto (default): beam when the language model file exists. Beam width and LM weight: params.yaml's evaluate",
+    )
+    predict.add_argument(
+        "--lm", type=Path, default=Path("models/char_lm.npz"), help="language model (default: models/char_lm.npz)"
     )
     predict.add_argument("--show-input", type=Path, metavar="OUT.png", help="write the image the model saw")
     predict.add_argument(

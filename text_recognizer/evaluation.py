@@ -7,7 +7,6 @@ only per-sample Python is turning decoded index lists into strings for the line 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -142,7 +141,11 @@ def line_decoder(
     if decoder == "greedy":
         return greedy_decode
     if decoder == "beam":
-        return functools.partial(beam_decode, beam_width=beam_width, lm=lm, lm_weight=lm_weight)
+
+        def beam(logits: torch.Tensor, input_lengths: torch.Tensor) -> list[list[int]]:
+            return beam_decode(logits, beam_width=beam_width, lm=lm, lm_weight=lm_weight, input_lengths=input_lengths)
+
+        return beam
     raise ValueError(f"decoder must be greedy or beam, got {decoder!r}")
 
 

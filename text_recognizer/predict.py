@@ -25,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from text_recognizer import normalize
 from text_recognizer.checkpoint import CheckpointError, Kind, LoadedModel, load_checkpoint
-from text_recognizer.evaluation import default_device, to_model_input
+from text_recognizer.evaluation import LineDecoder, default_device, to_model_input
 from text_recognizer.lit_models.ctc import greedy_decode, indices_to_text
 from text_recognizer.metadata import GLYPH_SIZE
 from text_recognizer.normalize import GLYPH_BOX, BlankImageError
@@ -290,14 +290,21 @@ def _device_of(loaded: LoadedModel) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def read_array(gray: np.ndarray, loaded: LoadedModel, *, layout: str = "glyphs", check_kind: bool = True) -> Reading:
+def read_array(
+    gray: np.ndarray,
+    loaded: LoadedModel,
+    *,
+    layout: str = "glyphs",
+    check_kind: bool = True,
+    decode: LineDecoder = greedy_decode,
+) -> Reading:
     """Read a (H, W) grayscale image (uint8, either polarity) with a loaded checkpoint.
 
     A char checkpoint gives one character and its top 5 classes (`layout` does not apply); a line
-    checkpoint a greedy CTC decode of the glyph layout (or, with layout="line", of the whole line
-    scaled to height 28). `model_input` is the image the model saw. With `check_kind`, a single
-    character given to the line model or a line given to the character model is a PredictError
-    saying which model to use, not a silent guess.
+    checkpoint the CTC decode (`decode`: greedy, or evaluation.line_decoder's beam search) of the
+    glyph layout (or, with layout="line", of the whole line scaled to height 28). `model_input` is
+    the image the model saw. With `check_kind`, a single character given to the line model or a
+    line given to the character model is a PredictError saying which model to use, not a guess.
     """
     gray = np.asarray(gray)
     if gray.ndim != 2 or gray.size == 0:
@@ -310,7 +317,8 @@ def read_array(gray: np.ndarray, loaded: LoadedModel, *, layout: str = "glyphs",
         values, indices = probs.topk(min(TOP_CLASSES, probs.numel()))
         top = [(loaded.mapping[i], float(p)) for p, i in zip(values.tolist(), indices.tolist(), strict=True)]
         return Reading(text=top[0][0], model_input=image, top_classes=top, kind=loaded.kind)
-    text = indices_to_text(greedy_decode(logits)[0], loaded.mapping)  # logits: (1, C, T)
+    steps = torch.full((1,), logits.shape[-1], dtype=torch.long)  # one line, as wide as its image
+    text = indices_to_text(decode(logits, steps)[0], loaded.mapping)  # logits: (1, C, T)
     return Reading(text=text, model_input=image, top_classes=[], kind=loaded.kind)
 
 
