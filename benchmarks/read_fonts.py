@@ -6,33 +6,53 @@ Every phrase of tests/font_lines.py is set in every style there (Liberation font
 margins, both polarities, extra stroke, JPEG noise), read through `read_array` exactly as the CLI
 reads a file, and scored as a corpus character error rate (edits / reference characters, case
 sensitive, and ignoring case: EMNIST fits c and C into the same box) per layout: `line` is the older
-whole-line scaling (the "before" figure), `glyphs` the EMNIST-like normalisation.
+whole-line scaling (the "before" figure), `glyphs` the EMNIST-like normalisation; each read greedily
+and with beam search + the language model (models/char_lm.npz).
 tests/test_read_fonts.py asserts on the same figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.font_lines, run from anywhere
 
 from tests.font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line
+from text_recognizer.char_lm import CharLM
 from text_recognizer.checkpoint import LoadedModel
-from text_recognizer.lit_models.ctc import character_error_rate
+from text_recognizer.evaluation import LineDecoder, line_decoder
+from text_recognizer.lit_models.ctc import character_error_rate, greedy_decode
 from text_recognizer.predict import LAYOUTS, PredictError, load_model, read_array
 
+REPO = Path(__file__).resolve().parents[1]
 
-def read_all(loaded: LoadedModel, layout: str, styles: tuple[Style, ...] = STYLES) -> dict[Style, list[str]]:
+
+def decoder_for(models: Path, name: str) -> LineDecoder:
+    """greedy, or beam search with models/char_lm.npz at params.yaml's evaluate settings."""
+    if name == "greedy":
+        return line_decoder("greedy")
+    settings = yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]
+    lm = CharLM.load(models / "char_lm.npz")
+    return line_decoder("beam", beam_width=settings["beam_width"], lm=lm, lm_weight=settings["lm_weight"])
+
+
+def read_all(
+    loaded: LoadedModel, layout: str, styles: tuple[Style, ...] = STYLES, decode: LineDecoder = greedy_decode
+) -> dict[Style, list[str]]:
     """The reading of every phrase in every style; a refused image reads as the empty string."""
     out: dict[Style, list[str]] = {}
     for style in styles:
         readings = []
         for phrase in PHRASES:
             try:
-                readings.append(read_array(render_line(phrase, style), loaded, layout=layout, check_kind=False).text)
+                image = render_line(phrase, style)
+                readings.append(read_array(image, loaded, layout=layout, check_kind=False, decode=decode).text)
             except PredictError:
                 readings.append("")
         out[style] = readings
@@ -52,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("models"), help="folder with line_cnn.pt")
     parser.add_argument("--layout", nargs="+", choices=LAYOUTS, default=["line", "glyphs"])
+    parser.add_argument("--decoder", nargs="+", choices=["greedy", "beam"], default=["greedy", "beam"])
     parser.add_argument("--per-style", action="store_true", help="also print the CER of each style")
     parser.add_argument("--show", action="store_true", help="print every wrong reading")
     args = parser.parse_args(argv)
@@ -65,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{len(PHRASES)} phrases x {len(STYLES)} styles, {sum(map(len, PHRASES)) * len(STYLES)} characters")
-    for layout in args.layout:
+    for layout, decoder in itertools.product(args.layout, args.decoder):
         start = time.perf_counter()
-        readings = read_all(loaded, layout)
+        readings = read_all(loaded, layout, decode=decoder_for(args.models, decoder))
         took = time.perf_counter() - start
         caseless = corpus_cer(readings, ignore_case=True)
-        print(f"layout={layout:<6}  CER {corpus_cer(readings):6.1%}  (ignoring case {caseless:.1%}; {took:.1f} s)")
+        cer = corpus_cer(readings)
+        print(f"layout={layout:<6} {decoder:6}  CER {cer:6.1%}  (ignoring case {caseless:.1%}; {took:.1f} s)")
         for style, texts in readings.items():
             if args.per_style:
                 print(f"    {corpus_cer({style: texts}):6.1%}  {style}")

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from text_recognizer import normalize
 from text_recognizer.checkpoint import CheckpointError, Kind, LoadedModel, load_checkpoint
-from text_recognizer.evaluation import LineDecoder, default_device, to_model_input
+from text_recognizer.evaluation import LineDecoder, default_device, line_logits, to_model_input
 from text_recognizer.lit_models.ctc import greedy_decode, indices_to_text
 from text_recognizer.metadata import GLYPH_SIZE
 from text_recognizer.normalize import GLYPH_BOX, BlankImageError
@@ -311,15 +311,15 @@ def read_array(
         raise PredictError(f"expected a (height, width) grayscale image, got shape {gray.shape}")
     image = model_input_for(gray, loaded, layout=layout, check_kind=check_kind)
     with torch.inference_mode():
-        logits = loaded.model(to_model_input(image[None], _device_of(loaded)))
-    if loaded.kind == "char":  # logits: (1, num_classes)
-        probs = torch.softmax(logits[0].float(), dim=0).cpu()
-        values, indices = probs.topk(min(TOP_CLASSES, probs.numel()))
-        top = [(loaded.mapping[i], float(p)) for p, i in zip(values.tolist(), indices.tolist(), strict=True)]
-        return Reading(text=top[0][0], model_input=image, top_classes=top, kind=loaded.kind)
-    steps = torch.full((1,), logits.shape[-1], dtype=torch.long)  # one line, as wide as its image
-    text = indices_to_text(decode(logits, steps)[0], loaded.mapping)  # logits: (1, C, T)
-    return Reading(text=text, model_input=image, top_classes=[], kind=loaded.kind)
+        if loaded.kind == "line":  # read up to the ink, as evaluate reads test lines and training crops them
+            logits, steps = line_logits(loaded, image[None], _device_of(loaded))  # (1, C, T), (1,)
+            text = indices_to_text(decode(logits, steps)[0], loaded.mapping)
+            return Reading(text=text, model_input=image, top_classes=[], kind=loaded.kind)
+        logits = loaded.model(to_model_input(image[None], _device_of(loaded)))  # (1, num_classes)
+    probs = torch.softmax(logits[0].float(), dim=0).cpu()
+    values, indices = probs.topk(min(TOP_CLASSES, probs.numel()))
+    top = [(loaded.mapping[i], float(p)) for p, i in zip(values.tolist(), indices.tolist(), strict=True)]
+    return Reading(text=top[0][0], model_input=image, top_classes=top, kind=loaded.kind)
 
 
 def predict_file(
