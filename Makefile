@@ -14,7 +14,7 @@ OFFLINE_PARAMS ?= -S data.source=synthetic \
 	-S emnist_lines.num_train=3000 -S emnist_lines.num_val=300 -S emnist_lines.num_test=300 \
 	-S model.width=16 -S train_cnn.epochs=4 -S train_cnn.batch_size=256 \
 	-S line_model.width=16 -S line_model.fc_dim=64 \
-	-S train_line_cnn.epochs=12 -S train_line_cnn.batch_size=64 -S train_line_cnn.lr=0.005
+	-S train_line_cnn.epochs=16 -S train_line_cnn.batch_size=64 -S train_line_cnn.lr=0.005
 
 .PHONY: setup repro offline offline-params test lint bench
 
