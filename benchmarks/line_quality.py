@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import copy
 import os
 import shlex
 import statistics
@@ -120,7 +121,7 @@ def main() -> None:
     }
 
     def params_of(h: str, seed: int) -> dict[str, Any]:
-        return override(base, [f"line_model.head={h}", f"train_line_cnn.seed={seed}"])
+        return override(copy.deepcopy(base), [f"line_model.head={h}", f"train_line_cnn.seed={seed}"])
 
     seconds: dict[str, float] = {}
     if not args.evaluate_only:
