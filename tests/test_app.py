@@ -1,0 +1,498 @@
+"""The web page of `text-recognizer serve`: its image handling, and the page itself in a real browser.
+
+The browser tests start the page on 127.0.0.1 (a free port), drive Debian's `chromium` headless
+through Playwright, upload or draw an image and check that the page shows what
+`predict.read_array` reads for it. Every request the page makes to anywhere but the test server
+is refused and recorded, so a page that phones home fails.
+
+They skip when gradio, playwright or chromium is missing, except in CI (CI=true) or with
+TEXT_RECOGNIZER_REQUIRE_BROWSER=1, where a missing piece is a failure: a skip there would hide a
+missing install step. Install: `pip install -e '.[app,browser-test]'` and `apt-get install -y chromium`.
+TEXT_RECOGNIZER_SCREENSHOT=docs/web_page.png also writes the drawn-line screenshot there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import math
+import os
+import shutil
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from io import BytesIO
+from pathlib import Path
+from urllib.parse import urljoin
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from text_recognizer.checkpoint import save_checkpoint
+from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
+from text_recognizer.models.line_cnn import LineCNN
+from text_recognizer.models.resnet import ResNetClassifier
+from text_recognizer.predict import LoadedModel, PredictError, Reading, load_image, load_model, read_array
+
+REQUIRED = os.environ.get("CI", "").lower() == "true" or os.environ.get("TEXT_RECOGNIZER_REQUIRE_BROWSER") == "1"
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+TIMEOUT_MS = 60_000  # a shared 2-core machine: model load, first render and the event round trip take seconds
+
+
+def missing(what: str, install: str) -> None:
+    """Skip (or, where the browser test must run, fail) for a missing piece, saying how to install it."""
+    message = f"{what} is not installed ({install})"
+    if REQUIRED:
+        pytest.fail(f"{message}; CI must run the browser test", pytrace=False)
+    pytest.skip(message)
+
+
+try:
+    from text_recognizer import app as web  # imports gradio
+except ModuleNotFoundError as err:
+    if err.name is None or err.name.split(".")[0] != "gradio":
+        raise
+    web = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _gradio() -> None:
+    """Every test here needs the app extra: each one skips (or fails, in CI) on its own without it."""
+    if web is None:
+        missing("gradio", "pip install -e '.[app]'")
+
+
+# --- checkpoints and images -------------------------------------------------------------------------
+
+
+def tiny_checkpoint(path: Path, kind: str) -> Path:
+    """An untrained checkpoint: enough to check that the page gives exactly what read_array gives."""
+    torch.manual_seed(0)
+    if kind == "char":
+        kwargs = {"num_blocks": 1, "width": 4}
+        model, mapping = ResNetClassifier(**kwargs), EMNIST_CLASSES
+    else:
+        kwargs = {"width": 4, "fc_dim": 8}
+        model, mapping = LineCNN(**kwargs), LINE_TOKENS
+    save_checkpoint(path, kind=kind, model_kwargs=kwargs, state_dict=model.state_dict(), mapping=mapping)
+    return path
+
+
+def text_image(text: str, size: int, pad: int = 20) -> Image.Image:
+    """Dark text on white paper in Pillow's bundled font: an image no pipeline code drew."""
+    font = ImageFont.load_default(size=size)
+    left, top, right, bottom = font.getbbox(text)
+    img = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 255)
+    ImageDraw.Draw(img).text((pad - left, pad - top), text, fill=0, font=font)
+    return img
+
+
+def glyph_canvas() -> np.ndarray:
+    """What the sketchpad sends for a stroke: RGBA, transparent (with arbitrary colour) except the ink."""
+    a = np.zeros((60, 40, 4), dtype=np.uint8)
+    a[..., :3] = 123  # colour under fully transparent pixels is arbitrary; it must read as paper
+    a[10:50, 18:23] = (0, 0, 0, 255)
+    return a
+
+
+# --- image handling (no browser) ---------------------------------------------------------------------
+
+
+def test_gradio_analytics_are_off() -> None:
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+    import gradio.analytics
+
+    assert not gradio.analytics.analytics_enabled()
+
+
+def test_to_gray_composites_a_transparent_sketch_on_white_paper() -> None:
+    gray = web.to_gray({"background": None, "layers": [], "composite": glyph_canvas()})
+    assert gray.dtype == np.uint8 and gray.shape == (60, 40)
+    assert gray[0, 0] == 255 and gray[30, 20] == 0
+    half = glyph_canvas()
+    half[30, 20, 3] = 128  # half-transparent black ink over white paper is mid gray
+    assert 120 <= web.to_gray(half)[30, 20] <= 135
+
+
+def test_to_gray_of_other_inputs() -> None:
+    assert web.to_gray(None) is None
+    assert web.to_gray({"background": None, "layers": [], "composite": None}) is None
+    rgb = np.zeros((2, 3, 3), dtype=np.uint8)
+    rgb[0, 0] = (255, 0, 0)
+    assert web.to_gray(rgb)[0, 0] == 76  # ITU-R 601 luma of pure red, as PIL's convert("L")
+    sixteen = np.array([[0, 32768, 65535]], dtype=np.uint16)
+    assert web.to_gray(sixteen).tolist() == [[0, 128, 255]]  # scaled, not clipped to 255
+    assert web.to_gray(Image.new("LA", (4, 2), (0, 0))).min() == 255  # transparent is paper
+    with pytest.raises(PredictError, match="shape"):
+        web.to_gray(np.zeros((2, 3, 5), dtype=np.uint8))
+
+
+def test_enlarge_keeps_every_pixel_a_sharp_square() -> None:
+    image = np.arange(28 * 56, dtype=np.uint8).reshape(28, 56)
+    big = web.enlarge(image)
+    assert big.shape == (112, 224)
+    assert np.array_equal(big[::4, ::4], image) and np.array_equal(big[3::4, 3::4], image)
+
+
+def test_reader_gives_what_read_array_gives(tmp_path: Path) -> None:
+    checkpoint = tiny_checkpoint(tmp_path / "cnn.pt", "char")
+    reader = web.Reader(checkpoint)
+    text, seen, top, status, kept = reader.read_drawing(glyph_canvas())
+    expected = read_array(web.to_gray(glyph_canvas()), load_model(checkpoint))
+    assert text == expected.text and text
+    assert np.array_equal(seen, web.enlarge(expected.model_input))
+    assert list(top) == [label for label, _ in expected.top_classes] and len(top) == 5
+    assert top[expected.text] == pytest.approx(expected.top_classes[0][1])
+    assert expected.text in status and kept is not None
+
+
+def test_reader_shows_a_predict_error_as_a_message(tmp_path: Path) -> None:
+    reader = web.Reader(tiny_checkpoint(tmp_path / "line_cnn.pt", "line"))
+    with pytest.warns(UserWarning, match="single character"):  # gr.Warning outside a request
+        text, seen, top, status, _ = reader.read_drawing(glyph_canvas())
+    assert (text, seen, top) == ("", None, None)
+    assert status.startswith("**Cannot read this image:**") and "single character" in status
+    assert "\n" not in status
+    with pytest.warns(UserWarning):
+        *_, status = web._refusal(PredictError("my_line_photo.png is not readable\nsecond line"))
+    assert status.endswith("my\\_line\\_photo.png is not readable")  # one line; no _italics_ in Markdown
+
+
+def test_reader_rereads_with_the_layout_asked_for(tmp_path: Path) -> None:
+    checkpoint = tiny_checkpoint(tmp_path / "line_cnn.pt", "line")
+    gray = np.asarray(text_image("hello world", size=30))
+    reader = web.Reader(checkpoint)
+    for layout in ("glyphs", "line"):
+        expected = read_array(gray, load_model(checkpoint), layout=layout)
+        text, seen, _, _, kept = reader.read(gray, layout)
+        assert text == expected.text and np.array_equal(seen, web.enlarge(expected.model_input))
+        assert kept is gray
+    glyphs, line = (reader.read(gray, layout)[1] for layout in ("glyphs", "line"))
+    assert glyphs.shape != line.shape  # the two layouts do differ, so the check above means something
+
+
+def test_reader_reads_nothing_from_an_empty_canvas(tmp_path: Path) -> None:
+    reader = web.Reader(tiny_checkpoint(tmp_path / "cnn.pt", "char"))
+    blank = glyph_canvas()
+    blank[..., 3] = 0
+    assert reader.read_drawing(blank) == ("", None, None, web.NOTHING_YET, None)
+    assert reader.read_upload(None) == ("", None, None, web.NOTHING_YET, None)
+
+
+def test_reader_refuses_an_unreadable_upload(tmp_path: Path) -> None:
+    reader = web.Reader(tiny_checkpoint(tmp_path / "cnn.pt", "char"))
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.warns(UserWarning, match="not a readable image"):
+        text, _, _, status, _ = reader.read_upload(str(bad))
+    assert text == "" and "not a readable image" in status
+
+
+def test_build_app_refuses_a_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(PredictError):
+        web.build_app(tmp_path / "absent.pt")
+
+
+def test_serve_is_local_and_never_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    launched: dict[str, object] = {}
+    monkeypatch.setattr(web.gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
+    monkeypatch.setattr(web.gr.Blocks, "block_thread", lambda self: launched.update(blocked=True))
+    web.serve(tiny_checkpoint(tmp_path / "cnn.pt", "char"), port=7999)
+    assert launched["blocked"]  # serves until Ctrl+C
+    assert launched["share"] is False and launched["server_name"] == "127.0.0.1" and launched["server_port"] == 7999
+
+
+def test_the_server_contacts_nothing_but_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start a page and load it: no DNS lookup and no connection beyond loopback (no analytics, no version check)."""
+    reached: list[str] = []
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def is_loopback(host: object) -> bool:
+        try:
+            return ipaddress.ip_address(str(host)).is_loopback
+        except ValueError:
+            return str(host) == "localhost"
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not is_loopback(host):
+            reached.append(f"lookup {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self, address):
+        if isinstance(address, tuple) and not is_loopback(address[0]):
+            reached.append(f"connect {address}")
+            raise OSError("tests reach only 127.0.0.1")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    with served(tiny_checkpoint(tmp_path / "cnn.pt", "char")) as url:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200 and b"text-recognizer" in response.read()
+        time.sleep(1)  # a version check or analytics thread would have started by now
+    assert not reached
+
+
+# --- in a real browser ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Debian Chromium driven by Playwright (its own browser download cannot reach the internet)."""
+    if importlib.util.find_spec("playwright") is None:
+        missing("playwright", "pip install -e '.[browser-test]'")
+    if CHROMIUM is None:
+        missing("chromium", "apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Recorder:
+    """Wraps predict.read_array inside the pages, keeping what each checkpoint was given and answered."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Path, np.ndarray, Reading]] = []
+
+    def __call__(self, gray: np.ndarray, loaded: LoadedModel, **kwargs: object) -> Reading:
+        reading = read_array(gray, loaded, **kwargs)
+        self.calls.append((Path(loaded.path).resolve(), gray.copy(), reading))
+        return reading
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[Recorder]:
+    """One recorder for every page of this module (the pages look read_array up in text_recognizer.app)."""
+    record = Recorder()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(web, "read_array", record)
+        yield record
+
+
+@contextmanager
+def served(model_path: Path) -> Iterator[str]:
+    """The page for a checkpoint on 127.0.0.1 at a free port, closed afterwards."""
+    app = web.build_app(model_path)
+    port = free_port()
+    app.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, share=False, ssr_mode=False, quiet=True
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def models(browser: object, request: pytest.FixtureRequest) -> Path:
+    """The offline models (conftest's `offline_models`), asked for only once the browser is known to be there:
+    without TEXT_RECOGNIZER_TEST_MODELS or a cached copy they take some 20 minutes to train."""
+    return request.getfixturevalue("offline_models")
+
+
+@pytest.fixture(scope="module")
+def line_page(models: Path, recorder: Recorder) -> Iterator[str]:
+    with served(models / "line_cnn.pt") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def char_page(models: Path, recorder: Recorder) -> Iterator[str]:
+    with served(models / "cnn.pt") as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh tab that may talk only to 127.0.0.1; anything else is refused and must not happen."""
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    tab.set_default_timeout(TIMEOUT_MS)
+    outside: list[str] = []
+
+    def guard(route) -> None:
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1:", "data:", "blob:")):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    tab.route("**/*", guard)
+    yield tab
+    tab.close()
+    assert not outside, f"the page reached outside 127.0.0.1: {outside}"
+
+
+def shown_reading(tab) -> str:
+    """The page's 'Text read' once the status says the model has answered (or refused)."""
+    tab.wait_for_function(
+        """() => { const s = document.querySelector('#status');
+                   return s && /^(Read |The model read no|Cannot read)/.test(s.innerText.trim()); }"""
+    )
+    return tab.locator("#reading textarea").input_value()
+
+
+def upload(tab, url: str, image: Path) -> str:
+    tab.goto(url)
+    tab.get_by_role("tab", name="Upload a photo").click()
+    tab.locator("#upload input[type=file]").set_input_files(str(image))
+    return shown_reading(tab)
+
+
+def shown_model_input(tab) -> np.ndarray:
+    """The 'What the model saw' image exactly as the page serves it (PNG, so lossless), as uint8 gray."""
+    tab.wait_for_function("() => document.querySelector('#model-input img')?.naturalWidth > 0")
+    src = tab.locator("#model-input img").get_attribute("src")
+    response = tab.request.get(urljoin(tab.url, src))
+    assert response.ok, src
+    return np.asarray(Image.open(BytesIO(response.body())).convert("L"))
+
+
+def glyph_cells(enlarged: np.ndarray) -> int:
+    """How many separate runs of inked columns a shown model input has: one per glyph drawn."""
+    factor = enlarged.shape[0] // GLYPH_SIZE  # model inputs are 28 rows high
+    inked = (enlarged[::factor, ::factor] > 127).any(axis=0)
+    return int(np.count_nonzero(inked[1:] & ~inked[:-1]) + inked[0])
+
+
+def test_page_reads_an_uploaded_line_as_predict_does(page, line_page: str, models: Path, tmp_path: Path):
+    image = tmp_path / "hello.png"
+    text_image("hello world 42", size=40).save(image)
+    expected = read_array(load_image(image), load_model(models / "line_cnn.pt"))
+    assert expected.text.strip(), "the line model reads nothing in the test line: not a useful check"
+
+    assert upload(page, line_page, image) == expected.text
+    assert np.array_equal(shown_model_input(page), web.enlarge(expected.model_input))
+    assert page.locator("#status").inner_text().startswith("Read")
+    assert not page.locator("#top-classes").is_visible()  # no class list for a line checkpoint
+    page.screenshot(path=str(tmp_path / "uploaded_line.png"), full_page=True)
+    assert (tmp_path / "uploaded_line.png").stat().st_size > 0
+
+
+def test_page_shows_the_top_5_classes_of_a_glyph(page, char_page: str, models: Path, tmp_path: Path):
+    image = tmp_path / "A.png"
+    text_image("A", size=80).save(image)
+    expected = read_array(load_image(image), load_model(models / "cnn.pt"))
+
+    assert upload(page, char_page, image) == expected.text
+    rows = page.locator("#top-classes .confidence-set")
+    rows.nth(4).wait_for()
+    assert rows.count() == 5
+    shown = [(row.locator("dt").inner_text(), float(row.locator("meter").get_attribute("value"))) for row in rows.all()]
+    assert [label for label, _ in shown] == [label for label, _ in expected.top_classes]
+    assert [p for _, p in shown] == pytest.approx([p for _, p in expected.top_classes], abs=1e-6)
+    page.screenshot(path=str(tmp_path / "glyph.png"), full_page=True)
+
+
+def test_page_shows_a_refusal_not_a_traceback(page, line_page: str, tmp_path: Path):
+    image = tmp_path / "dot.png"
+    text_image("o", size=60).save(image)  # one glyph: the line model refuses it, naming the other model
+
+    assert upload(page, line_page, image) == ""
+    status = page.locator("#status").inner_text()
+    assert status.startswith("Cannot read this image:") and "single character" in status
+    assert "Traceback" not in page.content()
+
+
+def ring(
+    cx: float, cy: float, rx: float, ry: float, n: int, start: float = 0.0, end: float = 2 * math.pi
+) -> list[tuple[float, float]]:
+    """An ellipse (or an arc of one) as n straight segments, the way a mouse stroke approximates a curve."""
+    return [
+        (cx + rx * math.cos(start + (end - start) * k / n), cy + ry * math.sin(start + (end - start) * k / n))
+        for k in range(n + 1)
+    ]
+
+
+# Lowercase strokes in a unit box (x right, y down; x-height from 0.42 to 1), drawn as a person would with the
+# mouse: separate letters, straight segments between pointer positions.
+ARCH = [(0.1, 0.62), (0.3, 0.44), (0.52, 0.44), (0.68, 0.56), (0.68, 1)]
+STROKES = {
+    "h": [[(0.1, 0), (0.1, 1)], ARCH],
+    "e": [
+        [
+            (0.1, 0.7),
+            (0.7, 0.7),
+            (0.66, 0.52),
+            (0.45, 0.42),
+            (0.2, 0.47),
+            (0.1, 0.7),
+            (0.2, 0.93),
+            (0.42, 1),
+            (0.68, 0.93),
+        ]
+    ],
+    "l": [[(0.3, 0), (0.3, 1)]],
+    "o": [ring(0.4, 0.71, 0.3, 0.29, 8)],
+}
+
+
+def draw_text(tab, text: str) -> None:
+    """Write `text` on the sketchpad with mouse strokes: letters 0.4 of the canvas high, a little apart."""
+    canvas = tab.locator("#sketch canvas").first
+    canvas.wait_for()
+    tab.get_by_text("select the draw tool to start").wait_for(state="hidden")  # the page picks the brush itself
+    box = canvas.bounding_box()
+    height = 0.4 * box["height"]
+    pitch = 0.85 * height
+    x = box["x"] + box["width"] / 2 - pitch * len(text) / 2
+    top = box["y"] + box["height"] / 2 - height / 2
+    for char in text:
+        for stroke in STROKES[char]:
+            points = [(x + 0.8 * height * u, top + height * v) for u, v in stroke]
+            tab.mouse.move(*points[0])
+            tab.mouse.down()
+            for point in points[1:]:  # the brush joins successive pointer positions with a straight line
+                tab.mouse.move(*point)
+            tab.mouse.up()
+        x += pitch
+
+
+def test_page_reads_a_line_drawn_with_the_mouse(page, line_page: str, recorder: Recorder, models: Path, tmp_path: Path):
+    page.goto(line_page)
+    before = len(recorder.calls)
+    draw_text(page, "hello")
+    # The page reads after strokes too (collapsing a burst of them into one later reading), so such a reading
+    # can still arrive after the button's: wait until the page has been quiet for a while and shows the answer
+    # of the last read_array call.
+    page.locator("#read-drawing").click()
+    line_model = (models / "line_cnn.pt").resolve()
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    seen_calls, quiet_since, match = -1, time.monotonic(), None
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        if len(recorder.calls) != seen_calls:
+            seen_calls, quiet_since = len(recorder.calls), time.monotonic()
+            continue
+        calls = [(gray, r) for path, gray, r in recorder.calls[before:] if path == line_model]
+        if not calls or time.monotonic() - quiet_since < 3:
+            continue
+        text, shown = shown_reading(page), shown_model_input(page)
+        gray, last = calls[-1]
+        if last.text == text and np.array_equal(web.enlarge(last.model_input), shown):
+            match = gray
+            break
+    assert match is not None, "the page does not show the answer of the last read_array call"
+    assert glyph_cells(shown) == 5, "the model input does not show the 5 letters drawn"
+    gray = match
+    assert gray.shape == (web.LINE_CANVAS[1], web.LINE_CANVAS[0])  # the whole canvas, flattened to grayscale
+    assert gray[0, 0] == 255 and gray.min() < 64  # white paper, dark ink
+    assert text.strip(), page.locator("#status").inner_text()
+    shot = tmp_path / "drawn_line.png"
+    page.screenshot(path=str(shot), full_page=True)
+    docs = os.environ.get("TEXT_RECOGNIZER_SCREENSHOT")
+    if docs:
+        Image.open(shot).convert("RGB").quantize(colors=64).save(docs, optimize=True)

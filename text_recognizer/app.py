@@ -1,0 +1,237 @@
+"""A local web page to write on: draw a line (or upload a photo) and see what the model reads.
+
+`text-recognizer serve` runs it (install the extra: `pip install 'text-recognizer[app]'`). The page
+uses the CLI's own predict code (`load_model`, `load_image`, `read_array`), so what it shows is what
+`text-recognizer predict` prints for the same image, plus the normalised image the model saw and,
+for a character checkpoint, the five most likely classes.
+
+Gradio phones home by default (usage analytics, a version check); both are switched off here before
+gradio is imported, and the page is never shared through a public link.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read by gradio at import and launch: never send usage data
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from text_recognizer.predict import LoadedModel, PredictError, load_image, load_model, read_array
+
+DISPLAY_HEIGHT = 112  # the 28-px model input is shown enlarged (nearest neighbour) so its pixels can be seen
+LINE_CANVAS = (1200, 300)  # (width, height): room for a short line of handwriting
+CHAR_CANVAS = (400, 400)
+BRUSH = gr.Brush(colors=["#000000"], default_color="#000000", color_mode="fixed", default_size=12)
+# Gradio 6's editor starts with no tool picked, even with no upload source, so a first stroke draws nothing;
+# picking the brush once the editor is on the page lets a person just start writing.
+PICK_BRUSH_JS = """
+() => {
+  let tries = 0;
+  const pick = () => {
+    const brush = document.querySelector('#sketch button[aria-label="Brush"]');
+    if (brush) { brush.click(); } else if (++tries < 100) { setTimeout(pick, 100); }
+  };
+  pick();
+}
+"""
+NOTHING_YET = "Write on the canvas in separate letters (not joined-up), or upload a photo: the reading appears here."
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def to_gray(value: Any) -> np.ndarray | None:
+    """(H, W) uint8 grayscale of what a Gradio image component gives, or None when it holds nothing.
+
+    Accepts the ImageEditor's dict (its `composite`: background and strokes flattened), a PIL image
+    or a numpy array of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4). Transparent pixels count as
+    white paper: a sketch's untouched canvas is transparent, and its colour values there are arbitrary.
+    """
+    if isinstance(value, dict):
+        value = value.get("composite")
+    if value is None:
+        return None
+    if isinstance(value, Image.Image):
+        value = np.asarray(value.convert("RGBA") if value.mode not in ("L", "RGB", "RGBA") else value)
+    a = np.asarray(value)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        return _to_uint8(a)
+    if a.ndim != 3 or a.shape[2] not in (3, 4) or a.size == 0:
+        raise PredictError(f"cannot read an image array of shape {a.shape}")
+    rgb = _to_uint8(a[:, :, :3]).astype(np.float32)
+    if a.shape[2] == 4:
+        alpha = _to_uint8(a[:, :, 3]).astype(np.float32)[:, :, None] / 255.0
+        rgb = rgb * alpha + 255.0 * (1.0 - alpha)
+    gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as PIL's convert("L")
+    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    """uint8 of an integer or float array: 16-bit scaled down, floats in [0, 1] scaled up, never clipped."""
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.integer):
+        top = 65535 if a.max(initial=0) > 255 else 255
+        return np.rint(a.astype(np.float64) * (255 / top)).astype(np.uint8)
+    f = np.nan_to_num(a.astype(np.float64))
+    return np.clip(np.rint(f * 255 if f.max(initial=0) <= 1.0 else f), 0, 255).astype(np.uint8)
+
+
+def enlarge(image: np.ndarray, height: int = DISPLAY_HEIGHT) -> np.ndarray:
+    """The model input blown up by a whole factor (nearest neighbour): every model pixel stays a sharp square."""
+    factor = max(1, height // max(1, image.shape[0]))
+    return np.kron(image, np.ones((factor, factor), dtype=np.uint8))
+
+
+Outputs = tuple[str, np.ndarray | None, dict[str, float] | None, str, np.ndarray | None]
+
+
+class Reader:
+    """One loaded checkpoint behind the page's callbacks; loaded once, at start-up."""
+
+    def __init__(self, model_path: str | os.PathLike[str]) -> None:
+        self.loaded: LoadedModel = load_model(model_path)
+
+    def read(self, gray: np.ndarray | None, layout: str = "glyphs") -> Outputs:
+        """(text, enlarged model input, top classes, status, gray) for the page; a bad image becomes a message.
+
+        The grayscale image comes back too (kept in a gr.State) so that a change of layout rereads it.
+        """
+        if gray is None:
+            return "", None, None, NOTHING_YET, None
+        try:
+            reading = read_array(gray, self.loaded, layout=layout)
+        except PredictError as err:
+            return (*_refusal(err), gray)
+        top = {label: float(p) for label, p in reading.top_classes} or None
+        status = f"Read `{reading.text}`." if reading.text else "The model read no characters in this image."
+        return reading.text, enlarge(reading.model_input), top, status, gray
+
+    def read_drawing(self, value: Any, layout: str = "glyphs") -> Outputs:
+        """The sketchpad's composite; an untouched (all paper) canvas counts as nothing drawn yet."""
+        try:
+            gray = to_gray(value)
+        except PredictError as err:
+            return (*_refusal(err), None)
+        if gray is not None and int(gray.min()) == int(gray.max()):
+            gray = None
+        return self.read(gray, layout)
+
+    def read_upload(self, path: str | None, layout: str = "glyphs") -> Outputs:
+        """An uploaded file, decoded by the CLI's own `load_image` (pixel limit, 16-bit, palette, EXIF, alpha)."""
+        if not path:
+            return self.read(None, layout)
+        try:
+            gray = load_image(path)
+        except PredictError as err:
+            return (*_refusal(err), None)
+        return self.read(gray, layout)
+
+
+def _refusal(err: PredictError) -> tuple[str, None, None, str]:
+    """A PredictError as the page shows it: a toast and a one-line status, never a traceback."""
+    message = (str(err).splitlines() or [type(err).__name__])[0]
+    gr.Warning(message)
+    plain = _MARKDOWN_SPECIAL.sub(r"\\\1", message)  # a path like line_cnn.pt must not turn into italics
+    return "", None, None, f"**Cannot read this image:** {plain}"
+
+
+def build_app(model_path: str | os.PathLike[str]) -> gr.Blocks:
+    """The page for one checkpoint (raises PredictError if it cannot be loaded); start it with `launch()`."""
+    reader = Reader(model_path)
+    is_char = reader.loaded.kind == "char"
+    what = "one character" if is_char else "a line of separate characters"
+    width, height = CHAR_CANVAS if is_char else LINE_CANVAS
+    with gr.Blocks(title="text-recognizer", analytics_enabled=False) as app:
+        gr.Markdown(
+            f"# text-recognizer\nWrite {what} with the mouse or a finger, or upload a photo. "
+            f"Model: `{Path(model_path).name}` ({reader.loaded.kind} checkpoint). "
+            "Joined-up cursive cannot be read: the models learned from separate EMNIST glyphs."
+        )
+        with gr.Tabs():
+            with gr.Tab("Draw", id="draw"):
+                sketch = gr.ImageEditor(
+                    label="Write here",
+                    type="numpy",
+                    image_mode="RGBA",
+                    sources=(),
+                    brush=BRUSH,
+                    eraser=gr.Eraser(default_size=24),
+                    layers=False,
+                    transforms=(),
+                    canvas_size=(width, height),
+                    fixed_canvas=True,
+                    elem_id="sketch",
+                )
+                read_button = gr.Button("Read the drawing", variant="primary", elem_id="read-drawing")
+            with gr.Tab("Upload a photo", id="upload"):
+                upload = gr.Image(
+                    label="Photo or scan",
+                    type="filepath",
+                    image_mode=None,  # the file as uploaded: load_image decodes it exactly as the CLI does
+                    sources=["upload", "clipboard"],
+                    elem_id="upload",
+                )
+        layout = gr.Radio(
+            [
+                ("each glyph in its own 28 px cell (handwriting, photos)", "glyphs"),
+                ("whole line scaled to 28 px (input that already looks like EMNISTLines)", "line"),
+            ],
+            value="glyphs",
+            label="Layout",
+            visible=not is_char,  # a character checkpoint always reads one fitted glyph
+            elem_id="layout",
+        )
+        with gr.Row():
+            with gr.Column(scale=3):
+                text = gr.Textbox(label="Text read", interactive=False, elem_id="reading")
+                status = gr.Markdown(NOTHING_YET, elem_id="status")
+                seen = gr.Image(
+                    label="What the model saw: the normalised input, enlarged",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    height=DISPLAY_HEIGHT + 60,
+                    elem_id="model-input",
+                )
+            top = gr.Label(label="Top 5 classes", num_top_classes=5, visible=is_char, scale=2, elem_id="top-classes")
+        last = gr.State(None)  # the last image read, for rereading it when the layout changes
+        outputs = [text, seen, top, status, last]
+        sketch.change(
+            reader.read_drawing, [sketch, layout], outputs, trigger_mode="always_last", show_progress="hidden"
+        )
+        read_button.click(reader.read_drawing, [sketch, layout], outputs)
+        upload.change(reader.read_upload, [upload, layout], outputs)
+        layout.change(reader.read, [last, layout], outputs)
+        app.load(None, None, None, js=PICK_BRUSH_JS)
+    return app
+
+
+def serve(model_path: str | os.PathLike[str], port: int = 7860, host: str = "127.0.0.1") -> None:
+    """Serve the page until Ctrl+C: local only by default (host 127.0.0.1), never through a share link.
+
+    Raises PredictError when the checkpoint cannot be used and OSError when the port is taken.
+    """
+    app = build_app(model_path)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        ssr_mode=False,
+        mcp_server=False,
+        inbrowser=False,
+        show_error=True,
+        quiet=True,  # Gradio's banner suggests share=True, which this page never uses
+        prevent_thread_lock=True,
+    )
+    print(f"text-recognizer: reading with {model_path} on {app.local_url} (Ctrl+C stops)", flush=True)
+    app.block_thread()
