@@ -499,3 +499,14 @@ def test_glyph_pitch_follows_the_overlaps_a_checkpoint_was_trained_with(tmp_path
     ink_cols = np.flatnonzero(cells.max(axis=0) > 128)
     starts = ink_cols[np.flatnonzero(np.diff(ink_cols, prepend=-10) > 1)]
     assert np.diff(starts).tolist() == [14, 14]  # 28 * (1 - 0.5)
+
+
+def test_cli_serve_on_a_taken_port_is_one_line(monkeypatch, capsys):
+    import types
+
+    def serve(**kwargs):
+        raise OSError(98, "Address already in use")
+
+    monkeypatch.setitem(sys.modules, "text_recognizer.app", types.SimpleNamespace(serve=serve))
+    assert main(["serve", "--model", "m.pt", "--port", "7860"]) == 1
+    assert capsys.readouterr().err == "error: cannot serve on 127.0.0.1:7860: [Errno 98] Address already in use\n"

@@ -100,6 +100,9 @@ def _serve(args: argparse.Namespace) -> int:
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # the port is taken, or the host is not this machine's
+        print(f"error: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
