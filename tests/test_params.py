@@ -294,7 +294,8 @@ STAGES = {
     "emnist_lines.py": ["no.h5", "no.zip", "o.h5", "o.png", "o.txt"],
     "train_cnn.py": ["no.h5", "o.pt", "metrics"],
     "train_line_cnn.py": ["no.h5", "o.pt", "metrics"],
-    "evaluate.py": ["a.pt", "b.pt", "no.h5", "no_lines.h5", "o.json", "plots"],
+    "char_lm.py": ["no.txt", "o.npz"],
+    "evaluate.py": ["a.pt", "b.pt", "lm.npz", "no.h5", "no_lines.h5", "o.json", "plots"],
 }
 
 
