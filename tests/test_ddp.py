@@ -20,7 +20,7 @@ from text_recognizer.checkpoint import load_checkpoint
 from text_recognizer.data.synthetic import render_glyphs
 from text_recognizer.lit_models.classifier import LABEL_SMOOTHING
 from text_recognizer.metadata import EMNIST_CLASSES
-from text_recognizer.params import ModelParams, ParamError, TrainParams
+from text_recognizer.params import ModelParams, ParamError, TrainParams, load_section
 from text_recognizer.training import resolve_hardware, train_char_model
 
 pytestmark = pytest.mark.slow
@@ -33,10 +33,13 @@ RUN = {"epochs": 2, "batch_size": 16, "seed": 0, "accelerator": "cpu", "devices"
 ARGS = ["emnist.h5", "models/cnn.pt", "metrics/train_cnn"]  # as in dvc.yaml, relative to the stage's cwd
 
 # Wraps the stage so that one rank raises mid-training. Lightning re-runs sys.argv[0] for the
-# other ranks, so every rank runs this file and gets the patch.
+# other ranks, so every rank runs this file and gets the patch; each child rank leaves its pid.
 FAILING_STAGE = f"""
 import os, sys
 sys.path.insert(0, {str(STAGE.parent)!r})
+if os.environ.get("LOCAL_RANK", "0") != "0":
+    with open(f"rank{{os.environ['LOCAL_RANK']}}.pid", "w") as f:
+        f.write(str(os.getpid()))
 import train_cnn
 from common import run
 from text_recognizer.lit_models.classifier import CharClassifier
@@ -67,6 +70,15 @@ def emnist_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
             f.create_dataset(f"{split}/labels", data=labels)
             f.create_dataset(f"{split}/source_index", data=np.arange(len(labels), dtype=np.int64))
     return path
+
+
+def train_params(**overrides: object) -> TrainParams:
+    """params.yaml's train_cnn section with `overrides` (sections have no defaults)."""
+    return load_section("train_cnn", ROOT / "params.yaml", **overrides)
+
+
+def model_params() -> ModelParams:
+    return load_section("model", ROOT / "params.yaml", **MODEL)
 
 
 def stage_dir(path: Path, emnist_h5: Path) -> Path:
@@ -117,9 +129,9 @@ def test_two_process_ddp_stage_writes_one_checkpoint_and_one_metrics_folder(emni
     assert summary["val"]["loss"] == pytest.approx(extra["val_metrics"]["val/loss"])
 
     # The same data and batch size on one process: twice the steps per epoch (one epoch, to save time).
-    single = TrainParams(**{**RUN, "epochs": 1, "devices": 1, "strategy": "auto"})
+    single = train_params(**{**RUN, "epochs": 1, "devices": 1, "strategy": "auto"})
     train_char_model(
-        cwd / "emnist.h5", ModelParams(**MODEL), single, checkpoint_path=tmp_path / "one.pt", log_dir=tmp_path / "one"
+        cwd / "emnist.h5", model_params(), single, checkpoint_path=tmp_path / "one.pt", log_dir=tmp_path / "one"
     )
     assert load_checkpoint(tmp_path / "one.pt").extra["global_step"] == 2 * extra["global_step"] // RUN["epochs"]
 
@@ -139,7 +151,17 @@ def test_two_process_ddp_stage_writes_one_checkpoint_and_one_metrics_folder(emni
     assert extra["val_metrics"]["val/acc"] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
 
 
-def test_a_failing_rank_leaves_the_previous_outputs_untouched(emnist_h5: Path, tmp_path: Path) -> None:
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("fail_rank", [1, 0], ids=["child-rank-fails", "rank-0-fails"])
+def test_a_failing_rank_leaves_the_previous_outputs_untouched(emnist_h5: Path, tmp_path: Path, fail_rank: int) -> None:
     cwd = stage_dir(tmp_path / "fail", emnist_h5)
     (cwd / "models").mkdir()
     (cwd / "models/cnn.pt").write_bytes(b"previous checkpoint")
@@ -148,31 +170,33 @@ def test_a_failing_rank_leaves_the_previous_outputs_untouched(emnist_h5: Path, t
     script = cwd / "failing_stage.py"
     script.write_text(FAILING_STAGE)
 
-    result = run_stage(cwd, script, FAIL_RANK="1")  # not the rank that writes
+    result = run_stage(cwd, script, FAIL_RANK=str(fail_rank))  # rank 0 writes, rank 1 does not
     assert result.returncode != 0
-    assert "injected failure on rank 1" in result.stderr
+    assert f"injected failure on rank {fail_rank}" in result.stderr, result.stderr[-3000:]
     assert (cwd / "models/cnn.pt").read_bytes() == b"previous checkpoint"
     assert [p.name for p in (cwd / "metrics/train_cnn").iterdir()] == ["metrics.json"]
     assert (cwd / "metrics/train_cnn/metrics.json").read_text() == "{}"
     assert temporaries(cwd) == []
     assert sorted(p.name for p in (cwd / "metrics").iterdir()) == ["train_cnn"]
+    child = int((cwd / "rank1.pid").read_text())
+    assert not running(child)  # stopped with rank 0, not left waiting for a peer that is gone
 
 
 def test_device_combinations_are_checked_before_training(monkeypatch: pytest.MonkeyPatch) -> None:
     # devices > 1 with strategy auto means ddp (what Lightning picks for a script), recorded as such.
-    hardware = resolve_hardware(TrainParams(accelerator="cpu", devices=2), section="train_cnn")
+    hardware = resolve_hardware(train_params(accelerator="cpu", devices=2), section="train_cnn")
     assert (hardware.accelerator, hardware.devices, hardware.strategy) == ("cpu", 2, "ddp")
-    assert resolve_hardware(TrainParams(accelerator="cpu")).strategy == "auto"  # one process
+    assert resolve_hardware(train_params(accelerator="cpu")).strategy == "auto"  # one process
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ParamError, match=r"train_line_cnn\.accelerator"):
-        resolve_hardware(TrainParams(accelerator="gpu"), section="train_line_cnn")
+        resolve_hardware(train_params(accelerator="gpu"), section="train_line_cnn")
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(ParamError, match=r"train_cnn\.devices=4, but torch sees 2 CUDA device"):
-        resolve_hardware(TrainParams(accelerator="gpu", devices=4, strategy="ddp"), section="train_cnn")
-    gpus = resolve_hardware(TrainParams(accelerator="auto", devices=2, strategy="ddp"), section="train_cnn")
+        resolve_hardware(train_params(accelerator="gpu", devices=4, strategy="ddp"), section="train_cnn")
+    gpus = resolve_hardware(train_params(accelerator="auto", devices=2, strategy="ddp"), section="train_cnn")
     assert (gpus.accelerator, gpus.precision, gpus.strategy) == ("gpu", "bf16-mixed", "ddp")
     with pytest.raises(ParamError, match=r"train_cnn\.devices"):
-        resolve_hardware(TrainParams(accelerator="mps", devices=2), section="train_cnn")
+        resolve_hardware(train_params(accelerator="mps", devices=2), section="train_cnn")

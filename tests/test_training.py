@@ -192,11 +192,16 @@ def test_resolve_hardware_defaults_to_cpu_float32_without_cuda() -> None:
     assert (hardware.accelerator, hardware.precision, hardware.deterministic) == ("cpu", "32-true", True)
 
 
-def test_char_model_learns_from_rendered_glyphs(emnist_h5: Path, tmp_path: Path) -> None:
+def test_char_model_learns_from_rendered_glyphs(
+    emnist_h5: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = model_params(num_blocks=2, width=16, dropout=0.1)
     run = train_params(epochs=10, batch_size=64, lr=3e-3, seed=0)  # 10 x 15 = 150 steps
     metrics = train_char_model(emnist_h5, model, run, checkpoint_path=tmp_path / "cnn.pt", log_dir=tmp_path / "live")
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
     print("char metrics:", metrics)
+    assert len(progress) == 10 and progress[-1].startswith("epoch 10/10 step 150 ")  # stderr is no tty here
+    assert f"val/acc={metrics['val/acc']:.4g}" in progress[-1]
     assert set(metrics) == {"val/acc", "val/loss"}
     assert metrics["val/acc"] > 0.5  # chance is 1/10
     losses = _read_tsv(tmp_path / "live/plots/metrics/train/loss.tsv")
