@@ -27,8 +27,8 @@ def main(argv: list[str]) -> None:
     rng = np.random.default_rng(params.seed)
     text = phrases_text(Path(train_text).read_text(encoding="utf-8"), params.num_phrases, max_length, rng)
     lm = CharLM.fit(text, params.order)
-    with atomic_path(out_npz, suffix=".npz") as tmp:
-        lm.save(tmp)
+    with atomic_path(out_npz) as tmp, open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a name
+        lm.save(f)
     print(f"{out_npz}: order {params.order}, {Path(out_npz).stat().st_size:,} bytes")
 
 

@@ -104,3 +104,24 @@ def test_cli_predict_decoder_choice(checkpoint: Path, tmp_path: Path, capsys, mo
         code = cli.main(["predict", str(png), "--model", str(checkpoint), "--decoder", decoder, "--lm", str(lm_path)])
         out, err = capsys.readouterr()
         assert (code == 0 and out.strip()) or (code == 1 and "read no characters" in err), (decoder, out, err)
+
+
+def test_char_lm_stage_writes_a_model_of_the_train_text(tmp_path: Path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["char_lm"].update(order=3, num_phrases=500)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "train_text.txt").write_text("the cat sat on the mat\nthe dog sat on the log\n" * 20)
+    stage = [sys.executable, str(root / "stages" / "char_lm.py"), "train_text.txt", "models/char_lm.npz"]
+    result = subprocess.run(stage, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    lm = CharLM.load(tmp_path / "models" / "char_lm.npz")
+    assert lm.order == 3 and not list((tmp_path / "models").glob(".*"))  # no temporary left
+    assert lm.perplexity("the cat sat on the log") < lm.perplexity("zqx vjk wpf")
+    missing = subprocess.run([*stage[:2], "none.txt", "o.npz"], cwd=tmp_path, capture_output=True, text=True)
+    assert missing.returncode == 1 and "emnist_lines" in missing.stderr and "Traceback" not in missing.stderr

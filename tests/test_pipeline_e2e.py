@@ -108,7 +108,7 @@ def test_evaluate_reports_both_decoders_and_the_choice_reruns_evaluate_only(repo
 
 
 def test_changing_the_line_head_reruns_line_training_and_evaluate_only(repo: PipelineRepo):
-    result = repo.dvc("exp", "run", "-n", "lstm", "-S", "line_model.head=lstm")
+    result = repo.dvc("exp", "run", "-n", "no-context", "-S", "line_model.head=none")
     assert ran_stages(result.stdout) == {"train_line_cnn", "evaluate"}, result.stdout
     restore_baseline(repo)
 

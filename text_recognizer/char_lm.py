@@ -22,6 +22,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -211,7 +212,7 @@ class CharLM:
         return math.exp(-float(scores.mean()))
 
     # ---------------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str] | BinaryIO) -> None:
         """Write the adjusted counts and settings to one compressed .npz (the derived terms are recomputed)."""
         meta = {"order": self.order, "chars": self.chars, "tokens": list(self.tokens), "fallback": self.fallback}
         arrays = {f"keys{k}": self.keys[k] for k in range(self.order)}
