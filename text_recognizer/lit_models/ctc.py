@@ -1,4 +1,4 @@
-"""CTC loss, greedy decoding and the line metrics (character error rate, line accuracy).
+"""CTC loss, greedy decoding and the line metrics (character error rate from torchmetrics, line accuracy).
 
 Conventions (text_recognizer.metadata): logits are (B, C, T) as LineCNN emits them, class 0
 is the CTC blank, label rows are padded with PAD_INDEX past `target_lengths`. Metrics take
@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchmetrics.functional.text import char_error_rate
 
 from text_recognizer.metadata import BLANK_INDEX, LINE_TOKENS, PAD_INDEX
 
@@ -94,19 +95,6 @@ def labels_to_texts(labels: torch.Tensor, lengths: torch.Tensor, mapping: Sequen
     return ["".join(mapping[i] for i in row[:n]) for row, n in zip(rows, lengths.tolist(), strict=True)]
 
 
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions all cost 1)."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        current = [i]
-        for j, cb in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
 def _check_pairs(preds: Sequence[str], targets: Sequence[str]) -> None:
     if len(preds) != len(targets):
         raise ValueError(f"got {len(preds)} predictions for {len(targets)} targets")
@@ -114,21 +102,16 @@ def _check_pairs(preds: Sequence[str], targets: Sequence[str]) -> None:
         raise ValueError("no lines to score")
 
 
-def edit_counts(preds: Sequence[str], targets: Sequence[str]) -> tuple[int, int]:
-    """(total edit distance, total reference characters): the two sums a corpus-level CER divides."""
-    errors = sum(edit_distance(p, t) for p, t in zip(preds, targets, strict=True))
-    return errors, sum(len(t) for t in targets)
-
-
 def character_error_rate(preds: Sequence[str], targets: Sequence[str]) -> float:
-    """Corpus-level CER: total edit distance / total reference characters (as torchmetrics' CharErrorRate).
+    """Corpus-level CER: total edit distance / total reference characters (torchmetrics' CharErrorRate).
 
     Long lines weigh more than short ones, unlike a mean of per-line rates. If every reference
     is empty the denominator is taken as 1 (so the CER is the number of inserted characters).
     """
     _check_pairs(preds, targets)
-    errors, total = edit_counts(preds, targets)
-    return errors / max(total, 1)
+    if not any(targets):
+        return float(sum(map(len, preds)))
+    return float(char_error_rate(list(preds), list(targets)))
 
 
 def line_accuracy(preds: Sequence[str], targets: Sequence[str]) -> float:

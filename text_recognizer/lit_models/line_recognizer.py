@@ -9,32 +9,8 @@ import torch
 import torchmetrics
 from torch import nn
 
-from text_recognizer.lit_models.ctc import ctc_loss, edit_counts, greedy_decode, indices_to_text, labels_to_texts
+from text_recognizer.lit_models.ctc import ctc_loss, greedy_decode, indices_to_text, labels_to_texts
 from text_recognizer.lit_models.optim import AdamWSettings, configure_adamw
-
-
-class CorpusCER(torchmetrics.Metric):
-    """Character error rate over the whole validation set: total edits / total reference characters.
-
-    Summing the two counts (not averaging per-batch rates) weighs every character equally and
-    stays exact across batches and DDP ranks; same definition as `ctc.character_error_rate`.
-    """
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("errors", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("chars", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, preds: list[str], targets: list[str]) -> None:
-        errors, chars = edit_counts(preds, targets)
-        self.errors += errors
-        self.chars += chars
-
-    def compute(self) -> torch.Tensor:
-        return self.errors.float() / self.chars.clamp(min=1).float()
-
 
 LineBatch = tuple[torch.Tensor, ...]  # (x, labels, lengths) or (x, labels, lengths, input_lengths)
 
@@ -52,7 +28,8 @@ class LineRecognizer(pl.LightningModule):
         super().__init__()
         self.model = model
         self.optimizer_settings = optimizer
-        self.val_cer = CorpusCER()
+        # corpus-level: summed edits / summed reference characters, exact across batches and DDP ranks
+        self.val_cer = torchmetrics.text.CharErrorRate()
         self.val_line_acc = torchmetrics.MeanMetric()
 
     def forward(self, x: torch.Tensor, input_lengths: torch.Tensor | None = None) -> torch.Tensor:
