@@ -11,6 +11,7 @@ from text_recognizer.data.device_loader import CHAR_AUGMENTATION, LINE_AUGMENTAT
 
 def forced(monkeypatch: pytest.MonkeyPatch, u: float) -> None:
     """Make every uniform draw of augment_batch equal `u` (in [-1, 1]), so the warp is known."""
+
     def rand(*size, generator=None, device=None, dtype=None):
         return torch.full(size, (u + 1) / 2, device=device, dtype=dtype or torch.float32)
 
