@@ -100,7 +100,7 @@ def test_cli_predict_decoder_choice(checkpoint: Path, tmp_path: Path, capsys, mo
     assert "not a language model" in capsys.readouterr().err
     lm_path = tmp_path / "char_lm.npz"
     CharLM.fit("ab ca\nab\n" * 20, order=3).save(lm_path)
-    for decoder in ("auto", "beam", "greedy"):
+    for decoder in ("beam", "greedy"):
         code = cli.main(["predict", str(png), "--model", str(checkpoint), "--decoder", decoder, "--lm", str(lm_path)])
         out, err = capsys.readouterr()
         assert (code == 0 and out.strip()) or (code == 1 and "read no characters" in err), (decoder, out, err)

@@ -35,11 +35,11 @@ def _beam_settings() -> tuple[int, float]:
 
 
 def _line_decoder(args: argparse.Namespace):  # -> evaluation.LineDecoder
-    """greedy, or beam search with the language model; `auto` is beam when the model file exists."""
+    """greedy, or beam search with the language model."""
     from text_recognizer.evaluation import line_decoder
     from text_recognizer.predict import PredictError
 
-    if args.decoder == "greedy" or (args.decoder == "auto" and not args.lm.is_file()):
+    if args.decoder == "greedy":
         return line_decoder("greedy")
     if not args.lm.is_file():
         raise PredictError(f"no language model at {args.lm}: run `dvc repro char_lm`, or pass --decoder greedy")
@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     predict.add_argument(
         "--decoder",
-        choices=["auto", "greedy", "beam"],
-        default="auto",
-        help="line models: greedy, or beam search with the character language model (--lm); "
-        "auto (default): beam when the language model file exists. Beam width and LM weight: params.yaml's evaluate",
+        choices=["greedy", "beam"],
+        default="greedy",
+        help="line models: greedy (default), or beam search with the character language model (--lm), which helps on "
+        "prose and hurts on digits and rare words. Beam width and LM weight: params.yaml's evaluate",
     )
     predict.add_argument(
         "--lm", type=Path, default=Path("models/char_lm.npz"), help="language model (default: models/char_lm.npz)"
