@@ -112,14 +112,14 @@ def test_a_truncated_emnist_h5_is_one_line_from_the_train_cnn_stage(tmp_path):
         ("train_cnn.py", ["emnist.h5", "o.pt", "m"], "emnist_hdf5"),
         ("train_line_cnn.py", ["emnist.h5", "o.pt", "m"], "emnist_lines"),
         ("emnist_lines.py", ["emnist.h5", "brown.zip", "o.h5", "o.png", "o.txt"], "emnist_hdf5"),
-        ("evaluate.py", ["cnn.pt", "line_cnn.pt", "emnist.h5", "emnist.h5", "o.json", "p"], "emnist_hdf5"),
+        ("evaluate.py", ["cnn.pt", "line_cnn.pt", "lm.npz", "emnist.h5", "emnist.h5", "o.json", "p"], "emnist_hdf5"),
     ],
 )
 def test_every_stage_checks_its_h5_inputs_first(tmp_path, script, args, made_by):
     cwd = stage_dir(tmp_path)
     truncate(write_h5(cwd / "emnist.h5"), 0.9)
-    for checkpoint in (arg for arg in args if arg.endswith(".pt") and script == "evaluate.py"):
-        (cwd / checkpoint).touch()  # the evaluate stage checks its checkpoints first
+    for model in (arg for arg in args if arg.endswith((".pt", ".npz")) and script == "evaluate.py"):
+        (cwd / model).touch()  # the evaluate stage checks its models first
     result = run_stage(cwd, script, *args)
     assert result.returncode == 1, result.stderr
     (line,) = result.stderr.splitlines()
