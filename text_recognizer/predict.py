@@ -253,18 +253,11 @@ def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> lis
     texts = [indices_to_text(row, loaded.mapping).strip() for row in greedy_decode(logits)]
     best: dict[int, tuple[float, list[normalize.Glyph]]] = {}
     for (k, option), image, conf, text in zip(flat, images, confidence, texts, strict=True):
-        score = float(conf[: _frames(image.shape[1], loaded)].min())
+        score = float(conf[: loaded.model.output_length(image.shape[1])].min())
         whole = len(option) == 1
         if whole or (len(text) == len(option) and score > best[k][0]):
             best[k] = (score, option)
     return [best[k][1] if k in best else options[0] for k, options in enumerate(choices)]
-
-
-def _frames(width: int, loaded: LoadedModel) -> int:
-    """How many output steps of a line checkpoint cover an image `width` pixels wide."""
-    window = int(loaded.model_kwargs.get("window_width", GLYPH_SIZE))
-    stride = int(loaded.model_kwargs.get("window_stride", 8))
-    return max(1, (width - window) // stride + 1)
 
 
 # --- models --------------------------------------------------------------------------------------
