@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -14,19 +11,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
+from tests import train_stage
+from tests.train_stage import STAGE, write_emnist_h5
 from text_recognizer.checkpoint import load_checkpoint
-from text_recognizer.data.synthetic import render_glyphs
 from text_recognizer.lit_models.classifier import LABEL_SMOOTHING
-from text_recognizer.metadata import EMNIST_CLASSES
 from text_recognizer.params import ModelParams, ParamError, TrainParams, load_section
 from text_recognizer.training import resolve_hardware, train_char_model
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGE = ROOT / "stages" / "train_cnn.py"
 CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 10, 16, 4  # 160 train glyphs: 80 per rank, 5 steps of 16
 MODEL = {"num_blocks": 1, "width": 8}
 RUN = {"epochs": 2, "batch_size": 16, "seed": 0, "accelerator": "cpu", "devices": 2, "strategy": "ddp"}
@@ -59,17 +54,8 @@ if __name__ == "__main__":
 
 @pytest.fixture(scope="module")
 def emnist_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny emnist.h5 in the layout of docs/architecture.md: the digits, rendered."""
-    path = tmp_path_factory.mktemp("data") / "emnist.h5"
-    rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:
-        f.attrs["mapping"] = json.dumps(list(EMNIST_CLASSES))
-        for split, n in {"train": TRAIN_PER_CLASS, "val": VAL_PER_CLASS, "test": 2}.items():
-            labels = rng.permutation(np.repeat(np.arange(CLASSES), n)).astype(np.uint8)
-            f.create_dataset(f"{split}/images", data=render_glyphs(labels, rng))
-            f.create_dataset(f"{split}/labels", data=labels)
-            f.create_dataset(f"{split}/source_index", data=np.arange(len(labels), dtype=np.int64))
-    return path
+    per_class = {"train": TRAIN_PER_CLASS, "val": VAL_PER_CLASS, "test": 2}
+    return write_emnist_h5(tmp_path_factory.mktemp("data") / "emnist.h5", CLASSES, per_class)
 
 
 def train_params(**overrides: object) -> TrainParams:
@@ -82,26 +68,11 @@ def model_params() -> ModelParams:
 
 
 def stage_dir(path: Path, emnist_h5: Path) -> Path:
-    """A working folder like the repo root: the data and a params.yaml (the repo's, with tiny overrides)."""
-    path.mkdir()
-    shutil.copy(emnist_h5, path / "emnist.h5")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"].update(MODEL)
-    params["train_cnn"].update(RUN)
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
+    return train_stage.stage_dir(path, emnist_h5, MODEL, RUN)
 
 
 def run_stage(cwd: Path, script: Path = STAGE, **env: str) -> subprocess.CompletedProcess[str]:
-    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, str(script), *ARGS],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": pythonpath, **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return train_stage.run_stage(cwd, ARGS, script, timeout=180, **env)
 
 
 def temporaries(root: Path) -> list[Path]:

@@ -5,30 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-import yaml
 
+from tests import train_stage
+from tests.train_stage import STAGE, write_emnist_h5
 from text_recognizer.checkpoint import load_checkpoint
-from text_recognizer.data.synthetic import render_glyphs
 from text_recognizer.lit_models.callbacks import ResumeCheckpoint, fingerprint, rng_states, set_rng_states
-from text_recognizer.metadata import EMNIST_CLASSES
 from text_recognizer.params import load_section
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGE = ROOT / "stages" / "train_cnn.py"
 MODEL = {"num_blocks": 1, "width": 8, "dropout": 0.2}  # dropout: the run draws from torch's global RNG
 RUN = {"epochs": 3, "batch_size": 32, "seed": 0, "accelerator": "cpu", "augment": True}
 ARGS = ["emnist.h5", "models/cnn.pt", "metrics/train_cnn", "checkpoints/train_cnn"]  # as in dvc.yaml
@@ -56,37 +52,15 @@ if __name__ == "__main__":
 
 @pytest.fixture(scope="module")
 def emnist_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "emnist.h5"
-    rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:
-        f.attrs["mapping"] = json.dumps(list(EMNIST_CLASSES))
-        for split, n in {"train": 20, "val": 5, "test": 2}.items():
-            labels = rng.permutation(np.repeat(np.arange(10), n)).astype(np.uint8)
-            f.create_dataset(f"{split}/images", data=render_glyphs(labels, rng))
-            f.create_dataset(f"{split}/labels", data=labels)
-    return path
+    return write_emnist_h5(tmp_path_factory.mktemp("data") / "emnist.h5", 10, {"train": 20, "val": 5, "test": 2})
 
 
 def stage_dir(path: Path, emnist_h5: Path, **run: object) -> Path:
-    path.mkdir()
-    shutil.copy(emnist_h5, path / "emnist.h5")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"].update(MODEL)
-    params["train_cnn"].update({**RUN, **run})
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
+    return train_stage.stage_dir(path, emnist_h5, MODEL, {**RUN, **run})
 
 
 def run_stage(cwd: Path, script: Path = STAGE, **env: str) -> subprocess.CompletedProcess[str]:
-    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, str(script), *ARGS],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": pythonpath, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return train_stage.run_stage(cwd, ARGS, script, timeout=300, **env)
 
 
 def outputs(cwd: Path) -> dict[str, bytes]:
