@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
         batch_size=params.batch_size,
         num_samples=params.num_sample_lines,
     )
-    with atomic_path(plots_dir) as tmp:
+    with atomic_path(plots_dir, replace_dir=True) as tmp:  # dvc.yaml: evaluate's own plots folder
         tmp.mkdir()
         confusion = [
             {"actual": EMNIST_CLASSES[t], "predicted": EMNIST_CLASSES[p]}

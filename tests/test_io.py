@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from text_recognizer.io import atomic_path, write_json
+from text_recognizer.io import OutputError, atomic_path, check_new_output, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,3 +45,36 @@ def test_git_ignores_temporaries():
     for name in ["data/processed/.emnist_lines.h5.ab12.tmp", "metrics/.train_cnn.x1y2.tmp/metrics.json"]:
         result = subprocess.run(["git", "check-ignore", "-q", name], cwd=ROOT, check=False)
         assert result.returncode == 0, f"{name} is not ignored by git"
+
+
+def test_an_existing_directory_is_never_replaced_unless_declared_a_stage_output(tmp_path: Path):
+    """atomic_path used to rmtree a directory at the output path: `--show-input notes/` deleted notes/."""
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "todo.txt").write_text("mine")
+    with pytest.raises(OutputError, match="is a directory"), atomic_path(mine) as tmp:
+        tmp.write_text("x")
+    assert (mine / "todo.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes"]
+    with pytest.raises(OutputError, match="is a directory"), atomic_path(tmp_path / "."):
+        pass
+    with atomic_path(mine, replace_dir=True) as tmp:  # a stage's own declared output folder (evaluate's plots)
+        tmp.mkdir()
+        (tmp / "new.json").write_text("{}")
+    assert sorted(p.name for p in mine.iterdir()) == ["new.json"]
+
+
+def test_check_new_output_refuses_what_it_would_destroy(tmp_path: Path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file.png").write_bytes(b"mine")
+    assert check_new_output(tmp_path / "new.png") == tmp_path / "new.png"
+    assert check_new_output(tmp_path / "deeper" / "new.png") == tmp_path / "deeper" / "new.png"
+    assert check_new_output(tmp_path / "file.png", overwrite=True) == tmp_path / "file.png"
+    for path, message in [
+        (tmp_path / "dir", "is a directory"),
+        (f"{tmp_path / 'new'}/", "is a directory"),
+        (tmp_path / "file.png", "exists: pass --force to replace it"),
+        (tmp_path / "file.png" / "x.png", "file.png is not a directory"),
+    ]:
+        with pytest.raises(OutputError, match=message):
+            check_new_output(path, flag="--force")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file.png"]  # nothing created or removed

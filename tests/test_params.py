@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -58,7 +59,7 @@ def test_params_yaml_has_every_key_of_every_section():
         (P.EmnistLinesParams, "emnist_lines", {"max_overlap": 1.0}, "emnist_lines.max_overlap must be < 1"),
         (P.EmnistLinesParams, "emnist_lines", {"max_length": 0}, "emnist_lines.max_length must be >= 1"),
         (P.EmnistLinesParams, "emnist_lines", {"num_val": -1}, "emnist_lines.num_val must be >= 0"),
-        (P.EmnistLinesParams, "emnist_lines", {"seed": -1}, "emnist_lines.seed must be >= 0"),
+        (P.EmnistLinesParams, "emnist_lines", {"seed": -1}, "emnist_lines.seed must be a seed in 0..4294967295"),
         (P.EmnistLinesParams, "emnist_lines", {"text_val_fraction": 1.0}, "emnist_lines.text_val_fraction must be in"),
         (P.EmnistLinesParams, "emnist_lines", {"text_test_fraction": -0.1}, "emnist_lines.text_test_fraction must be"),
         (
@@ -67,7 +68,7 @@ def test_params_yaml_has_every_key_of_every_section():
             {"text_val_fraction": 0.6, "text_test_fraction": 0.4},
             "emnist_lines.text_test_fraction plus text_val_fraction must be < 1",
         ),
-        (P.EmnistLinesParams, "emnist_lines", {"text_seed": -2}, "emnist_lines.text_seed must be >= 0"),
+        (P.EmnistLinesParams, "emnist_lines", {"text_seed": -2}, "emnist_lines.text_seed must be a seed in 0.."),
         (P.EmnistLinesParams, "emnist_lines", {"text_seed": "a"}, "emnist_lines.text_seed must be int"),
         (P.EmnistHdf5Params, "emnist_hdf5", {"val_fraction": 1.0}, "emnist_hdf5.val_fraction"),
         (P.DataParams, "data", {"source": "kaggle"}, "data.source must be 'nist' or 'synthetic'"),
@@ -249,7 +250,7 @@ def test_decoder_params_are_checked(values, message):
         ({"order": 0}, "char_lm.order must be in 1..10, got 0"),
         ({"order": 11}, "char_lm.order must be in 1..10, got 11"),
         ({"num_phrases": 0}, "char_lm.num_phrases must be >= 1, got 0"),
-        ({"seed": -1}, "char_lm.seed must be >= 0, got -1"),
+        ({"seed": -1}, "char_lm.seed must be a seed in 0..4294967295, got -1"),
     ],
 )
 def test_language_model_params_are_checked(values, message):
@@ -276,6 +277,40 @@ def test_load_all_reports_every_section_at_once(tmp_path):
     with pytest.raises(P.ParamError, match="is not valid YAML"):
         (tmp_path / "bad.yaml").write_text("model: [")
         P.load_all(tmp_path / "bad.yaml")
+
+
+SEEDS = [("data", "synthetic_seed"), ("emnist_hdf5", "seed"), ("emnist_lines", "seed"), ("emnist_lines", "text_seed")]
+SEEDS += [("train_cnn", "seed"), ("train_line_cnn", "seed"), ("char_lm", "seed")]
+
+
+@pytest.mark.parametrize(("section", "key"), SEEDS)
+def test_every_seed_is_checked_to_numpys_range(section, key):
+    """NumPy and Lightning take seeds in 0..2**32-1; outside it the stage died with their traceback after
+    DVC had removed its outputs, so the check belongs with the other params."""
+    cls = SECTIONS[section]
+    for bad in (-1, 2**32):
+        with pytest.raises(P.ParamError) as err:
+            P.from_dict(cls, section, with_yaml(section, **{key: bad}))
+        assert err.value.problems == [f"{section}.{key} must be a seed in 0..4294967295, got {bad}"]
+    for good in (0, 2**32 - 1):
+        assert getattr(P.from_dict(cls, section, with_yaml(section, **{key: good})), key) == good
+    np.random.default_rng(2**32 - 1)  # the top of the range is one NumPy takes
+
+
+def test_a_key_written_twice_is_an_error_naming_the_line(tmp_path):
+    text = (ROOT / "params.yaml").read_text()
+    assert "\ntrain_cnn:\n" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace("\ntrain_cnn:\n", "\ntrain_cnn:\n  seed: 7\n", 1))
+    line = text[: text.index("\ntrain_cnn:\n")].count("\n") + 3  # the new line, 1-based
+    with pytest.raises(P.ParamError) as err:
+        P.load_all(path)
+    (message,) = err.value.problems
+    assert message.startswith(f"{path} line ") and f"duplicate key 'seed' (first on line {line})" in message
+    assert "\n" not in message
+    (tmp_path / "sections.yaml").write_text(text + "\nmodel:\n  num_blocks: 2\n")  # a whole section twice
+    with pytest.raises(P.ParamError, match="duplicate key 'model'"):
+        P.load_all(tmp_path / "sections.yaml")
 
 
 def test_load_section_changes_keys_and_checks_the_whole_file():

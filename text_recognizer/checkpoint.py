@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -115,6 +116,12 @@ def _num_outputs(model: nn.Module) -> int | None:
     return None
 
 
+def _first_line(exc: BaseException) -> str:
+    """`Type: first line` of an exception, without terminal escapes: errors are printed as one line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0].strip()}" if text else type(exc).__name__
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
@@ -134,8 +141,18 @@ def load_checkpoint(
     try:
         # On the CPU first: the weights are copied into a CPU-built model, which then moves to map_location.
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        raise CheckpointError(f"{path} is not a readable torch checkpoint: {type(exc).__name__}: {exc}") from exc
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:  # torch's text advises weights_only=False, never right for a file of unknown origin
+            raise CheckpointError(
+                f"{path} is not a readable torch checkpoint (not written by torch.save, or damaged)"
+            ) from exc
+        raise CheckpointError(  # weights_only met a class: a pickled model, or any other code
+            f"{path} holds pickled Python objects ({found.group(1)}), not a text-recognizer checkpoint; such files "
+            "are never loaded, since unpickling them can run code: use a model the train stages wrote"
+        ) from exc
+    except Exception as exc:  # torch raises RuntimeError, EOFError, ... for bad files
+        raise CheckpointError(f"{path} is not a readable torch checkpoint: {_first_line(exc)}") from exc
     found_format = payload.get("format") if isinstance(payload, dict) else None
     if isinstance(found_format, str) and found_format.startswith("text-recognizer/") and found_format != FORMAT:
         raise CheckpointError(

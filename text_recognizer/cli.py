@@ -23,6 +23,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _max_pixels_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=_pixels,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse larger images, read from the header before decoding (default: {DEFAULT_MAX_PIXELS:,})",
+    )
+
+
 def _beam_settings() -> tuple[int, float]:
     """(beam_width, lm_weight) of ./params.yaml's evaluate section, so that predict reads as evaluate
     did; outside a project folder, the values the project ships with."""
@@ -56,10 +66,12 @@ def _line_decoder(args: argparse.Namespace):  # -> evaluation.LineDecoder
 def _predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from text_recognizer.io import atomic_path
+    from text_recognizer.io import OutputError, atomic_path, check_new_output
     from text_recognizer.predict import PredictError, load_image, load_model, read_array
 
     try:
+        if args.show_input is not None:  # before any work: a directory or an existing file is never replaced
+            check_new_output(args.show_input, overwrite=args.overwrite)
         gray = load_image(args.image, max_pixels=args.max_pixels)  # a bad image fails before the model loads
         loaded = load_model(args.model)
         decode = _line_decoder(args)
@@ -67,15 +79,19 @@ def _predict(args: argparse.Namespace) -> int:
             reading = read_array(gray, loaded, layout=args.layout, decode=decode)
         except PredictError as exc:
             raise PredictError(f"{args.image}: {exc}") from exc
-    except PredictError as err:  # checkpoint problems arrive as PredictError too
+    except (PredictError, OutputError) as err:  # checkpoint problems arrive as PredictError too
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.show_input is not None:
         try:
+            check_new_output(args.show_input, overwrite=args.overwrite)  # again: the path may have changed meanwhile
             with atomic_path(args.show_input, suffix=".png") as tmp:
                 Image.fromarray(reading.model_input).save(tmp, format="PNG")
+        except OutputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         except OSError as err:
-            print(f"error: cannot write {args.show_input}: {err}", file=sys.stderr)
+            print(f"error: cannot write {args.show_input}: {err.strerror or err}", file=sys.stderr)
             return 1
     if not reading.text:
         hint = "" if args.show_input else " (--show-input OUT.png writes what it saw)"
@@ -96,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
     from text_recognizer.predict import PredictError
 
     try:
-        serve(model_path=args.model, port=args.port, host=args.host)
+        serve(model_path=args.model, port=args.port, host=args.host, max_pixels=args.max_pixels)
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -132,14 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument(
         "--lm", type=Path, default=Path("models/char_lm.npz"), help="language model (default: models/char_lm.npz)"
     )
-    predict.add_argument("--show-input", type=Path, metavar="OUT.png", help="write the image the model saw")
     predict.add_argument(
-        "--max-pixels",
-        type=_pixels,
-        default=DEFAULT_MAX_PIXELS,
-        metavar="N",
-        help=f"refuse larger images, read from the header before decoding (default: {DEFAULT_MAX_PIXELS:,})",
+        "--show-input",
+        metavar="OUT.png",
+        help="write the image the model saw to this new file (an existing file only with --overwrite)",
     )
+    predict.add_argument("--overwrite", action="store_true", help="let --show-input replace an existing file")
+    _max_pixels_option(predict)
 
     serve = commands.add_parser("serve", help="start a local web page to write on and see what the model reads")
     serve.add_argument(
@@ -147,10 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--port", type=_port, default=7860, help="default: 7860")
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
+    _max_pixels_option(serve)
 
     show = commands.add_parser("show-lines", help="write a PNG grid of sample lines with their text")
     show.add_argument("lines_h5", type=Path, help="an emnist_lines.h5 file")
-    show.add_argument("out_png", type=Path)
+    show.add_argument("out_png", help="a new PNG file (an existing file only with --overwrite)")
+    show.add_argument("--overwrite", action="store_true", help="replace OUT_PNG if it exists")
     show.add_argument("--split", default="test", choices=["train", "val", "test"])
     show.add_argument("-n", type=int, default=8, help="number of lines")
 
@@ -161,9 +178,18 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "show-lines":
         from text_recognizer.data.emnist_lines import save_sample_grid
+        from text_recognizer.io import OutputError, check_new_output
 
         try:
+            check_new_output(args.out_png, overwrite=args.overwrite)
+        except OutputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        try:
             save_sample_grid(args.lines_h5, args.out_png, split=args.split, n=args.n)
+        except OutputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         except (OSError, ValueError, KeyError) as err:
             print(f"error: {args.lines_h5}: {err}", file=sys.stderr)
             return 1

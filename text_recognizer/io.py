@@ -13,17 +13,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from text_recognizer.errors import InputError, MissingInputError
+from text_recognizer.errors import InputError, MissingInputError, ProjectError
+
+
+class OutputError(ProjectError, OSError):
+    """An output path that would destroy something: a directory, or a file the user did not ask to replace."""
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+def atomic_path(final: str | os.PathLike[str], suffix: str = "", *, replace_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it into place only if the block succeeds.
 
     Works for files and directories alike. The temporary sits in the same folder so the
-    rename is atomic on POSIX file systems.
+    rename is atomic on POSIX file systems. An existing directory at `final` is replaced only
+    with `replace_dir=True`, which stages pass for a directory that dvc.yaml declares as their own
+    output; anywhere else a directory there is an OutputError before anything is written, since
+    replacing it would delete what is inside.
     """
     final = Path(final)
+    if final.name in ("", ".", ".."):
+        raise OutputError(f"{final} is a directory: name a file to write")
+    if final.is_dir() and not final.is_symlink() and not replace_dir:
+        raise OutputError(f"{final} is a directory: name a file to write, not a folder")
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(final)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
@@ -32,14 +43,40 @@ def atomic_path(final: str | os.PathLike[str], suffix: str = "") -> Iterator[Pat
     tmp.unlink()  # the caller decides whether it becomes a file or a directory
     try:
         yield tmp
-        if final.is_dir() and not final.is_symlink():
+        if final.is_dir() and not final.is_symlink():  # replace_dir, checked above: the stage's own output
             shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
-        if tmp.is_dir():
+        if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
+        elif tmp.exists() or tmp.is_symlink():
             tmp.unlink()
+
+
+def check_new_output(path: str | os.PathLike[str], *, overwrite: bool = False, flag: str = "--overwrite") -> Path:
+    """`path` as a place a command may write a file the user named, checked before any work starts.
+
+    A directory (or a name ending in a separator) is an error, an existing file is one unless
+    `overwrite` (`flag` names the option that sets it), and so is anything that is not a regular
+    file (a FIFO, a device) or a folder in the way. Nothing is created or removed here.
+    """
+    text = os.fspath(path)
+    path = Path(text)
+    if text.endswith(os.sep) or path.name in ("", ".", "..") or path.is_dir():
+        raise OutputError(f"{text} is a directory: name a file to write, e.g. {path / 'out.png'}")
+    if path.exists() or path.is_symlink():
+        if not path.is_file() and path.exists():
+            raise OutputError(f"{text} exists and is not a regular file: name another path")
+        if not overwrite:
+            raise OutputError(f"{text} exists: pass {flag} to replace it, or name another file")
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise OutputError(f"cannot write {text}: {parent} is not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK) and parent == path.parent:
+                raise OutputError(f"cannot write {text}: {parent} is not writable")
+            break
+    return path
 
 
 def remove_stale_temporaries(final: str | os.PathLike[str]) -> list[Path]:

@@ -62,6 +62,8 @@ Count = Annotated[StrictInt, rule(lambda v: v >= 0, "must be >= 0")]
 Positive = Annotated[StrictInt, rule(lambda v: v >= 1, "must be >= 1")]
 Even = Annotated[StrictInt, rule(lambda v: v >= 2 and v % 2 == 0, "must be an even number >= 2")]
 Fraction = Annotated[Float, rule(lambda v: 0 <= v < 1, "must be in [0, 1)")]
+MAX_SEED = 2**32 - 1  # NumPy's SeedSequence entropy and Lightning's seed_everything both take 0..2**32-1
+Seed = Annotated[StrictInt, rule(lambda v: 0 <= v <= MAX_SEED, f"must be a seed in 0..{MAX_SEED}")]
 Source = Literal["nist", "synthetic"]
 LineHead = Literal["none", "lstm", "transformer"]
 Schedule = Literal["onecycle", "constant"]
@@ -81,7 +83,7 @@ class DataParams:
     source: Source
     synthetic_train_per_class: Positive
     synthetic_test_per_class: Positive
-    synthetic_seed: StrictInt
+    synthetic_seed: Seed
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -105,7 +107,7 @@ class DownloadBrownParams:
 class EmnistHdf5Params:
     val_fraction: Annotated[Float, rule(lambda v: 0 < v < 1, "must be in (0, 1)")]
     balance: StrictBool
-    seed: StrictInt
+    seed: Seed
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -116,10 +118,10 @@ class EmnistLinesParams:
     num_train: Count
     num_val: Count
     num_test: Count
-    seed: Count
+    seed: Seed
     text_val_fraction: Fraction  # share of the Brown documents whose text only val lines show
     text_test_fraction: Fraction  # share whose text only test lines show
-    text_seed: Count  # which documents go to which pool; apart from `seed`, so new lines keep the test text
+    text_seed: Seed  # which documents go to which pool; apart from `seed`, so new lines keep the test text
 
     @model_validator(mode="after")
     def _together(self) -> EmnistLinesParams:
@@ -171,7 +173,7 @@ class TrainParams:
     weight_decay: Annotated[Float, rule(lambda v: v >= 0, "must be >= 0")]
     schedule: Schedule
     warmup_fraction: Annotated[Float, rule(lambda v: 0 < v < 1, "must be > 0 and < 1")]  # onecycle only
-    seed: StrictInt
+    seed: Seed
     precision: Precision
     accelerator: Accelerator
     devices: Positive
@@ -185,7 +187,7 @@ class TrainParams:
 class CharLMParams:
     order: Annotated[StrictInt, rule(lambda v: 1 <= v <= 10, "must be in 1..10")]  # n of the n-grams
     num_phrases: Positive  # phrases cut from the train text to estimate it from
-    seed: Count
+    seed: Seed
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -292,12 +294,37 @@ def from_dict(cls: type[T], section: str, data: Any) -> T:
     return typing.cast(T, built)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key written twice in one mapping: YAML lets the last silently win, so
+    `seed: 1` added below an existing `seed: 0` would change a run without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, typing.Hashable):
+                continue  # SafeLoader's own error names it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with open(path) as f:
-            params = yaml.safe_load(f) or {}
+            params = yaml.load(f, Loader=_UniqueKeyLoader) or {}  # a SafeLoader: no Python objects
     except FileNotFoundError as err:
         raise ParamError(f"{path} not found: stages run from the repository root, beside params.yaml") from err
+    except yaml.MarkedYAMLError as err:  # one line: where, then what
+        mark = err.problem_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ParamError(f"{path}{where} is not valid YAML: {err.problem or err.context}") from err
     except yaml.YAMLError as err:
         raise ParamError(f"{path} is not valid YAML: {err}") from err
     if not isinstance(params, dict):

@@ -107,7 +107,7 @@ class RankZeroOutputs:
         self.log_dir: Path | None = None
         self.child_timeout_s = child_timeout_s
         self._trainer: pl.Trainer | None = None
-        self._claim = atomic_path(self.final) if self.rank_zero else contextlib.nullcontext(None)
+        self._claim = atomic_path(self.final, replace_dir=True) if self.rank_zero else contextlib.nullcontext(None)
 
     def __enter__(self) -> RankZeroOutputs:
         self.log_dir = self._claim.__enter__()  # ranks > 0 must not even create a temporary name

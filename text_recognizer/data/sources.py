@@ -102,7 +102,7 @@ def synthesize_emnist(out_dir: Path, *, train_per_class: int, test_per_class: in
 
 
 def _extract_atomically(archive: Path, members: Mapping[str, str | None], out_dir: Path) -> list[Path]:
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, replace_dir=True) as tmp:  # the download stage's declared output
         tmp.mkdir()
         paths = extract_members(archive, members, tmp)
         names = [p.name for p in paths]
