@@ -11,7 +11,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["stages", "text_recognizer", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore"]
+PROJECT_FILES = [
+    "stages", "text_recognizer", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvc/.gitignore", ".dvcignore"
+]
 
 
 class PipelineRepo:
@@ -41,7 +43,7 @@ class PipelineRepo:
                 shutil.copy2(src, path / name)
         repo = cls(path)
         repo.set_params(overrides)
-        (path / ".gitignore").write_text("/data/downloads/\n__pycache__/\n")
+        shutil.copy2(ROOT / ".gitignore", path / ".gitignore")  # the project's own, as a clone has it
         repo.git("init", "-q", "-b", "main")
         repo.git("add", "-A")
         repo.git("commit", "-qm", "pipeline under test")

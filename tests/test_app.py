@@ -19,8 +19,10 @@ import math
 import os
 import shutil
 import socket
+import struct
 import time
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
@@ -36,7 +38,15 @@ from text_recognizer.checkpoint import save_checkpoint
 from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier
-from text_recognizer.predict import LoadedModel, PredictError, Reading, load_image, load_model, read_array
+from text_recognizer.predict import (
+    DEFAULT_MAX_PIXELS,
+    LoadedModel,
+    PredictError,
+    Reading,
+    load_image,
+    load_model,
+    read_array,
+)
 
 REQUIRED = os.environ.get("CI", "").lower() == "true" or os.environ.get("TEXT_RECOGNIZER_REQUIRE_BROWSER") == "1"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -89,6 +99,19 @@ def text_image(text: str, size: int, pad: int = 20) -> Image.Image:
     img = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 255)
     ImageDraw.Draw(img).text((pad - left, pad - top), text, fill=0, font=font)
     return img
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A valid 1-bit white PNG of any size, written row by row: 20000x10000 is under 40 KB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + b"\xff" * ((width + 7) // 8)  # filter "none", then 8 white pixels a byte
+    packer = zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 def glyph_canvas() -> np.ndarray:
@@ -180,16 +203,45 @@ def test_reader_reads_nothing_from_an_empty_canvas(tmp_path: Path) -> None:
     blank = glyph_canvas()
     blank[..., 3] = 0
     assert reader.read_drawing(blank) == ("", None, None, web.NOTHING_YET, None)
-    assert reader.read_upload(None) == ("", None, None, web.NOTHING_YET, None)
+    assert reader.read_upload(None) == ("", None, None, web.NOTHING_YET, None, None)
 
 
-def test_reader_refuses_an_unreadable_upload(tmp_path: Path) -> None:
-    reader = web.Reader(tiny_checkpoint(tmp_path / "cnn.pt", "char"))
-    bad = tmp_path / "notes.png"
+def test_reader_refuses_an_unreadable_upload_by_its_own_name(tmp_path: Path) -> None:
+    """The server keeps an upload in a temp folder; the message names the file as the person uploaded it."""
+    reader = web.Reader(tiny_checkpoint(tmp_path / "cnn.pt", "char"), max_pixels=1000)
+    kept = tmp_path / "server-temp-1234"
+    kept.mkdir()
+    bad = kept / "notes.png"
     bad.write_text("not an image")
     with pytest.warns(UserWarning, match="not a readable image"):
-        text, _, _, status, _ = reader.read_upload(str(bad))
-    assert text == "" and "not a readable image" in status
+        text, seen, top, status, last, shown = reader.read_upload(web.Upload(str(bad), "my notes.png"))
+    assert (text, seen, top, last, shown) == ("", None, None, None, None)
+    assert status.startswith("**Cannot read this image:** my notes.png is not a readable image (PNG, JPEG, ...)")
+    assert str(kept) not in status and "BufferedReader" not in status
+    big = kept / "big.png"
+    Image.new("L", (50, 30), 255).save(big)  # 1500 pixels, over this reader's limit of 1000
+    with pytest.warns(UserWarning, match="above the limit of 1,000"):
+        *_, status, _, _ = reader.read_upload(web.Upload(str(big), "big.png"))
+    assert "big.png is 50x30 = 1,500 pixels" in status and str(kept) not in status
+
+
+def test_an_upload_is_named_as_the_person_named_it() -> None:
+    """The page takes the File component's value unprocessed: Gradio's file data, with the original name."""
+    sent = {"path": "/tmp/gradio/0a1b/x.png", "orig_name": "my\nphoto.png", "size": 3, "meta": {}}
+    assert web.as_upload(sent) == web.Upload("/tmp/gradio/0a1b/x.png", "my\\nphoto.png")  # one line
+    assert web.as_upload([{"path": "/srv/a.png", "orig_name": None}]) == web.Upload("/srv/a.png", "a.png")
+    assert web.as_upload("/srv/b.png") == web.Upload("/srv/b.png", "b.png")
+    assert web.as_upload(None) is None and web.as_upload([]) is None and web.as_upload({"path": None}) is None
+
+
+def test_reader_shows_back_the_upload_as_read(tmp_path: Path) -> None:
+    reader = web.Reader(tiny_checkpoint(tmp_path / "cnn.pt", "char"))
+    image = tmp_path / "A.png"
+    text_image("A", size=80).save(image)
+    text, *_, last, shown = reader.read_upload(str(image))
+    assert text and np.array_equal(shown, load_image(image)) and np.array_equal(last, shown)
+    wide = np.full((100, 4000), 255, dtype=np.uint8)
+    assert web.preview(wide).shape == (40, web.PREVIEW_SIDE)  # scaled down for the page, never up
 
 
 def test_build_app_refuses_a_missing_checkpoint(tmp_path: Path) -> None:
@@ -201,8 +253,18 @@ def test_serve_is_local_and_never_shared(tmp_path: Path, monkeypatch: pytest.Mon
     launched: dict[str, object] = {}
     monkeypatch.setattr(web.gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
     monkeypatch.setattr(web.gr.Blocks, "block_thread", lambda self: launched.update(blocked=True))
+    real_build_app = web.build_app
+
+    def build_app(*args, **kwargs):
+        launched.update(kwargs)
+        return real_build_app(*args, **kwargs)
+
+    monkeypatch.setattr(web, "build_app", build_app)
     web.serve(tiny_checkpoint(tmp_path / "cnn.pt", "char"), port=7999)
     assert launched["blocked"]  # serves until Ctrl+C
+    assert launched["max_pixels"] == DEFAULT_MAX_PIXELS
+    web.serve(tiny_checkpoint(tmp_path / "cnn.pt", "char"), port=7999, max_pixels=1234)
+    assert launched["max_pixels"] == 1234  # `serve --max-pixels N`
     assert launched["share"] is False and launched["server_name"] == "127.0.0.1" and launched["server_port"] == 7999
 
 
@@ -283,9 +345,9 @@ def recorder() -> Iterator[Recorder]:
 
 
 @contextmanager
-def served(model_path: Path) -> Iterator[str]:
-    """The page for a checkpoint on 127.0.0.1 at a free port, closed afterwards."""
-    app = web.build_app(model_path)
+def served(model_path: Path, **kwargs: object) -> Iterator[str]:
+    """The page for a checkpoint on 127.0.0.1 at a free port, closed afterwards (kwargs: build_app's)."""
+    app = web.build_app(model_path, **kwargs)
     port = free_port()
     app.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, share=False, ssr_mode=False, quiet=True
@@ -312,6 +374,16 @@ def line_page(models: Path, recorder: Recorder) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def char_page(models: Path, recorder: Recorder) -> Iterator[str]:
     with served(models / "cnn.pt") as url:
+        yield url
+
+
+LIMIT = 100_000  # pixels: a small --max-pixels, so that an image over it is cheap to make
+
+
+@pytest.fixture(scope="module")
+def limited_page(browser: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An untrained glyph checkpoint (it always reads some character) behind a page with a small pixel limit."""
+    with served(tiny_checkpoint(tmp_path_factory.mktemp("limited") / "cnn.pt", "char"), max_pixels=LIMIT) as url:
         yield url
 
 
@@ -350,6 +422,28 @@ def upload(tab, url: str, image: Path) -> str:
     tab.get_by_role("tab", name="Upload a photo").click()
     tab.locator("#upload input[type=file]").set_input_files(str(image))
     return shown_reading(tab)
+
+
+def upload_again(tab, image: Path) -> str:
+    """Upload another file on the same page, as a person does: clear the one shown (x), then pick the new one."""
+    tab.locator("#upload button[aria-label=Clear]").click()
+    tab.locator("#status").get_by_text(web.NOTHING_YET).wait_for()
+    tab.locator("#upload input[type=file]").set_input_files(str(image))
+    return shown_reading(tab)
+
+
+def assert_refused(tab, name: str, because: str) -> None:
+    """The page shows our one-line refusal naming the file, and nothing of the refused (or previous) reading."""
+    status = tab.locator("#status").inner_text().strip()
+    assert status.startswith(f"Cannot read this image: {name} ") and because in status, status
+    assert "\n" not in status
+    assert tab.locator("#reading textarea").input_value() == ""
+    assert tab.locator("#model-input img").count() == 0 and tab.locator("#upload-preview img").count() == 0
+    assert tab.locator("#top-classes .confidence-set").count() == 0
+    assert tab.locator("span.error").count() == 0  # Gradio's red "Error" badge on a component
+    shown = tab.locator("body").inner_text()
+    for word in ("Error", "Traceback", web.gr.utils.get_upload_folder(), "BufferedReader"):
+        assert word not in shown, f"the page shows {word!r}: {shown}"
 
 
 def shown_model_input(tab) -> np.ndarray:
@@ -405,6 +499,58 @@ def test_page_shows_a_refusal_not_a_traceback(page, line_page: str, tmp_path: Pa
     status = page.locator("#status").inner_text()
     assert status.startswith("Cannot read this image:") and "single character" in status
     assert "Traceback" not in page.content()
+
+
+def not_an_image(folder: Path) -> tuple[Path, str]:
+    path = folder / "notes.png"
+    path.write_text("a shopping list, not an image")
+    return path, "is not a readable image (PNG, JPEG, ...)"
+
+
+def truncated_png(folder: Path) -> tuple[Path, str]:
+    path = folder / "cut off.png"
+    whole = BytesIO()
+    text_image("cut off half way", size=40).save(whole, format="PNG")
+    path.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])  # the header is whole, the pixels are not
+    return path, "is not a readable image (PNG, JPEG, ...): image file is truncated"
+
+
+def over_the_limit(folder: Path) -> tuple[Path, str]:
+    path = folder / "big.png"
+    img = Image.new("L", (500, 300), 255)
+    ImageDraw.Draw(img).text((200, 140), "big", fill=0)
+    img.save(path)
+    return path, f"is 500x300 = 150,000 pixels, above the limit of {LIMIT:,}"
+
+
+@pytest.mark.parametrize("bad_file", [not_an_image, truncated_png, over_the_limit])
+def test_page_refuses_a_bad_upload_in_one_line(page, limited_page: str, tmp_path: Path, bad_file):
+    """Gradio never decodes an upload: our one-line refusal, naming the file, replaces the previous reading."""
+    good = tmp_path / "A.png"
+    text_image("A", size=80).save(good)
+    assert upload(page, limited_page, good)  # a glyph checkpoint always reads some character
+    page.locator("#upload-preview img").wait_for()  # the upload is shown back as read
+
+    bad, because = bad_file(tmp_path)
+    assert upload_again(page, bad) == ""
+    assert_refused(page, bad.name, because)
+
+
+def test_page_refuses_an_image_past_pillows_guard_with_our_limit(page, line_page: str, tmp_path: Path):
+    """Above 179 MP Pillow's own DecompressionBombError used to answer first, inside Gradio."""
+    good = tmp_path / "hello.png"
+    text_image("hello world 42", size=40).save(good)
+    assert upload(page, line_page, good)
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(blank_png(20_000, 10_000))
+    assert huge.stat().st_size < 100_000  # 200 MP in a small file: a decompression bomb
+    assert 2 * Image.MAX_IMAGE_PIXELS < 20_000 * 10_000  # past Pillow's DecompressionBombError, not only its warning
+
+    assert upload_again(page, huge) == ""
+    assert_refused(page, "huge.png", f"is 20000x10000 = 200,000,000 pixels, above the limit of {DEFAULT_MAX_PIXELS:,}")
+    page.get_by_text("whole line scaled to 28 px").click()  # another layout rereads the last image: there is none
+    page.locator("#status").get_by_text(web.NOTHING_YET).wait_for()
+    assert page.locator("#reading textarea").input_value() == ""
 
 
 def ring(

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from text_recognizer import cli, normalize
 from text_recognizer.checkpoint import CheckpointError, save_checkpoint
@@ -42,6 +42,11 @@ from text_recognizer.predict import (
     preprocess_line,
     read_array,
 )
+
+try:
+    from tests.font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line
 
 CHAR_KWARGS = {"num_blocks": 1, "width": 4}
 LINE_KWARGS = {"width": 4, "fc_dim": 8}
@@ -426,7 +431,7 @@ def test_cli_predict_show_input_layout_and_bad_input(tmp_path, capsys):
         assert np.array_equal(np.asarray(seen), read_array(np.asarray(img), loaded).model_input)
     assert sorted(p.name for p in out.parent.iterdir()) == ["input.png"]  # written atomically, no temporary left
     assert main(["predict", str(tmp_path / "line.png"), "--model", str(line_ckpt), "--layout", "line",
-                 "--show-input", str(out)]) == 0  # fmt: skip
+                 "--show-input", str(out), "--overwrite"]) == 0  # fmt: skip
     with Image.open(out) as seen:
         assert np.array_equal(np.asarray(seen), preprocess_line(np.asarray(img)))
     capsys.readouterr()
@@ -482,7 +487,9 @@ def test_cli_serve(monkeypatch, capsys, missing):
         assert err == "error: the web page needs the app extra: pip install 'text-recognizer[app]'\n"
     else:
         assert code == 0 and err == ""
-        assert finder.calls == [{"model_path": Path("m.pt"), "port": 9999, "host": "0.0.0.0"}]
+        assert finder.calls == [
+            {"model_path": Path("m.pt"), "port": 9999, "host": "0.0.0.0", "max_pixels": DEFAULT_MAX_PIXELS}
+        ]
 
 
 def test_glyph_pitch_follows_the_overlaps_a_checkpoint_was_trained_with(tmp_path):
@@ -510,3 +517,125 @@ def test_cli_serve_on_a_taken_port_is_one_line(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "text_recognizer.app", types.SimpleNamespace(serve=serve))
     assert main(["serve", "--model", "m.pt", "--port", "7860"]) == 1
     assert capsys.readouterr().err == "error: cannot serve on 127.0.0.1:7860: [Errno 98] Address already in use\n"
+
+
+# --- several lines of text ----------------------------------------------------------------------
+
+needs_fonts = pytest.mark.skipif(
+    any(find_font(name) is None for name in FONT_NAMES), reason=f"fonts not found: apt-get install {FONT_PACKAGE}"
+)
+SEVERAL_LINES = "found {n} lines of text; predict reads one line: crop the image to one line"
+
+
+def bar_line(draw: ImageDraw.ImageDraw, top: int, *, dots: bool = False, jiggle: int = 0, n: int = 6) -> None:
+    """A line of n bar glyphs from row `top` (40 high, some taller or lower by `jiggle`), with i-dots above."""
+    for k in range(n):
+        x = 20 + 40 * k
+        shift = (-jiggle, jiggle, 0)[k % 3]  # ascenders and descenders, a wandering baseline
+        draw.rectangle([x, top + shift, x + 10, top + 40 + shift], fill=0)
+        if dots and k % 2:
+            draw.rectangle([x, top + shift - 16, x + 10, top + shift - 6], fill=0)  # a dot as wide as the stroke
+
+
+def stacked(rows: list[np.ndarray], gap: int, paper: int, margin: int = 10) -> np.ndarray:
+    """Lines one above the other, `gap` blank rows between them, left-aligned."""
+    width = max(r.shape[1] for r in rows)
+    parts = []
+    for k, row in enumerate(rows):
+        parts.append(np.pad(row, ((0, 0), (0, width - row.shape[1])), constant_values=paper))
+        if k < len(rows) - 1:
+            parts.append(np.full((gap, width), paper, dtype=np.uint8))
+    return np.pad(np.vstack(parts), margin, constant_values=paper)
+
+
+def jiggly_line(text: str, size: int, seed: int, font: str = FONT_NAMES[0]) -> np.ndarray:
+    """`text` drawn a letter at a time, each one sized, tilted and lifted or dropped at random: handwriting's wobble."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", (int(size * 0.9 * len(text)) + 4 * size, 4 * size), 255)
+    x = size
+    for char in text:
+        s = int(size * rng.uniform(0.85, 1.2))
+        face = ImageFont.truetype(str(find_font(font)), s)
+        glyph = Image.new("L", (2 * s, 2 * s), 0)
+        ImageDraw.Draw(glyph).text((s // 2, s // 4), char, font=face, fill=255)
+        glyph = glyph.rotate(rng.uniform(-12, 12), resample=Image.Resampling.BICUBIC)
+        img.paste(0, (x - s // 2, int(size + rng.uniform(-0.3, 0.3) * size) - s // 4), glyph)
+        x += int(face.getlength(char) * rng.uniform(0.95, 1.25)) + 1
+    return np.asarray(img)
+
+
+@pytest.mark.parametrize("lines", [2, 3])
+@pytest.mark.parametrize("layout", ["glyphs", "line"])
+def test_several_lines_of_bars_are_refused(tmp_path, lines, layout):
+    loaded = load_model(forced_line_checkpoint(tmp_path / "line.pt", token=CHAR_TO_LINE_INDEX["z"]), device="cpu")
+    img = Image.new("L", (300, 30 + 70 * lines), 255)
+    for k in range(lines):
+        bar_line(ImageDraw.Draw(img), 30 + 70 * k, dots=True, jiggle=6)
+    with pytest.raises(PredictError, match=SEVERAL_LINES.format(n=lines)):
+        read_array(np.asarray(img), loaded, layout=layout)
+    with pytest.raises(PredictError, match=SEVERAL_LINES.format(n=lines)):
+        read_array(np.asarray(img), loaded, check_kind=False)  # whatever the caller's shape check
+
+
+def test_one_line_with_dots_underline_specks_and_a_wandering_baseline_is_read(tmp_path):
+    loaded = load_model(forced_line_checkpoint(tmp_path / "line.pt", token=CHAR_TO_LINE_INDEX["z"]), device="cpu")
+    for jiggle in (0, 8, 15):
+        img = Image.new("L", (300, 120), 255)
+        draw = ImageDraw.Draw(img)
+        bar_line(draw, 40, dots=True, jiggle=jiggle)
+        draw.rectangle([20, 105, 250, 107], fill=0)  # an underline
+        draw.point([(280, 5), (5, 115)], fill=0)  # dust
+        assert normalize.count_lines(normalize.white_on_black(np.asarray(img))) == 1
+        assert read_array(np.asarray(img), loaded).text == "z"
+
+
+def test_several_lines_are_one_line_of_error_on_the_command_line(tmp_path, capsys):
+    ckpt = forced_line_checkpoint(tmp_path / "line.pt", token=CHAR_TO_LINE_INDEX["z"])
+    img = Image.new("L", (300, 170), 255)
+    bar_line(ImageDraw.Draw(img), 30)
+    bar_line(ImageDraw.Draw(img), 100)
+    img.save(tmp_path / "page.png")
+    assert main(["predict", str(tmp_path / "page.png"), "--model", str(ckpt)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"error: {tmp_path / 'page.png'}: {SEVERAL_LINES.format(n=2)}\n"
+
+
+@needs_fonts
+@pytest.mark.parametrize("lines", [2, 3])
+@pytest.mark.parametrize("style", STYLES, ids=str)
+def test_several_lines_of_text_are_counted(style, lines):
+    """Phrases set one above the other, down to a single blank row between them, in every style of the font tests."""
+    paper = 245 if style.dark_on_light else 15
+    tight = Style(style.font, style.size, 0, style.dark_on_light, style.stroke)  # cropped to the ink: gaps are exact
+    for k in range(0, len(PHRASES), 4):
+        rows = [render_line(PHRASES[(k + 7 * j) % len(PHRASES)], tight) for j in range(lines)]
+        for gap in (1, max(2, style.size // 4)):
+            gray = stacked(rows, gap, paper, margin=style.margin)
+            assert normalize.count_lines(normalize.white_on_black(gray)) == lines, (k, gap)
+
+
+@needs_fonts
+def test_several_lines_of_text_are_refused_by_read_array(tmp_path):
+    loaded = load_model(forced_line_checkpoint(tmp_path / "line.pt", token=CHAR_TO_LINE_INDEX["z"]), device="cpu")
+    style = Style(FONT_NAMES[0], 32, 0)
+    gray = stacked([render_line("hello world", style), render_line("a second line", style)], gap=8, paper=245)
+    with pytest.raises(PredictError, match=SEVERAL_LINES.format(n=2)):
+        read_array(gray, loaded)
+
+
+@needs_fonts
+def test_single_lines_are_never_counted_as_several():
+    """Every phrase in every style of the font tests, dots and quotes at small sizes, jiggly handwriting-like lines."""
+    for style in STYLES:
+        for phrase in PHRASES:
+            assert normalize.count_lines(normalize.white_on_black(render_line(phrase, style))) == 1, (phrase, style)
+    for size in (10, 14, 24, 60):
+        for text in ("ij", "jig iii", "Jimi join it", "mini", 'it\'s "ok" - x_y', "Typography quip jig"):
+            for font in FONT_NAMES:
+                gray = render_line(text, Style(font, size, 6))
+                assert normalize.count_lines(normalize.white_on_black(gray)) == 1, (text, font, size)
+    for seed, phrase in enumerate((*PHRASES, "jiggly jumpy yogi", "mini iii jig")):
+        for size in (20, 48):
+            gray = jiggly_line(phrase, size, seed, font=FONT_NAMES[seed % len(FONT_NAMES)])
+            assert normalize.count_lines(normalize.white_on_black(gray)) == 1, (phrase, size, seed)

@@ -5,6 +5,10 @@ uses the CLI's own predict code (`load_model`, `load_image`, `read_array`), so w
 `text-recognizer predict` prints for the same image, plus the normalised image the model saw and,
 for a character checkpoint, the five most likely classes.
 
+An upload reaches the page's code as the file itself (see `build_app`): Gradio never decodes it, so a
+file that is not an image, a truncated one or one over the pixel limit gets `load_image`'s one-line
+refusal, naming the file as the person uploaded it, never Gradio's error or the server's temp path.
+
 Gradio phones home by default (usage analytics, a version check); both are switched off here before
 gradio is imported, and the page is never shared through a public link.
 """
@@ -17,17 +21,18 @@ import re
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read by gradio at import and launch: never send usage data
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from text_recognizer.predict import LoadedModel, PredictError, load_image, load_model, read_array
+from text_recognizer.predict import DEFAULT_MAX_PIXELS, LoadedModel, PredictError, load_image, load_model, read_array
 
 DISPLAY_HEIGHT = 112  # the 28-px model input is shown enlarged (nearest neighbour) so its pixels can be seen
 LINE_CANVAS = (1200, 300)  # (width, height): room for a short line of handwriting
 CHAR_CANVAS = (400, 400)
+PREVIEW_SIDE = 1600  # the uploaded image is shown back at most this many pixels wide or high
 BRUSH = gr.Brush(colors=["#000000"], default_color="#000000", color_mode="fixed", default_size=12)
 # Gradio 6's editor starts with no tool picked, even with no upload source, so a first stroke draws nothing;
 # picking the brush once the editor is on the page lets a person just start writing.
@@ -93,13 +98,45 @@ def enlarge(image: np.ndarray, height: int = DISPLAY_HEIGHT) -> np.ndarray:
 
 
 Outputs = tuple[str, np.ndarray | None, dict[str, float] | None, str, np.ndarray | None]
+UploadOutputs = tuple[str, np.ndarray | None, dict[str, float] | None, str, np.ndarray | None, np.ndarray | None]
+
+
+class Upload(NamedTuple):
+    """An uploaded file: where the server keeps it, and its name as the person uploaded it."""
+
+    path: str
+    name: str
+
+
+def as_upload(value: Any) -> Upload | None:
+    """The File component's value as it comes from the browser, unprocessed (see `build_app`), as an Upload.
+
+    Accepts Gradio's file data (a dict or FileData with `path` and `orig_name`), a list of them (the first
+    one), an Upload, a path, or nothing. The name is the person's, on one line (control characters escaped).
+    """
+    if isinstance(value, list | tuple) and not isinstance(value, Upload):
+        value = value[0] if value else None
+    if not value:
+        return None
+    if isinstance(value, Upload):
+        return value
+    if isinstance(value, str | os.PathLike):
+        path, name = os.fspath(value), None
+    else:
+        get = value.get if isinstance(value, dict) else lambda key: getattr(value, key, None)
+        path, name = get("path"), get("orig_name")
+        if not path:
+            return None
+    name = Path(name or path).name
+    return Upload(path, "".join(c if c.isprintable() else repr(c)[1:-1] for c in name))
 
 
 class Reader:
     """One loaded checkpoint behind the page's callbacks; loaded once, at start-up."""
 
-    def __init__(self, model_path: str | os.PathLike[str]) -> None:
+    def __init__(self, model_path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.loaded: LoadedModel = load_model(model_path)
+        self.max_pixels = max_pixels
 
     def read(self, gray: np.ndarray | None, layout: str = "glyphs") -> Outputs:
         """(text, enlarged model input, top classes, status, gray) for the page; a bad image becomes a message.
@@ -126,15 +163,41 @@ class Reader:
             gray = None
         return self.read(gray, layout)
 
-    def read_upload(self, path: str | None, layout: str = "glyphs") -> Outputs:
-        """An uploaded file, decoded by the CLI's own `load_image` (pixel limit, 16-bit, palette, EXIF, alpha)."""
-        if not path:
-            return self.read(None, layout)
+    def read_upload(self, upload: Any, layout: str = "glyphs") -> UploadOutputs:
+        """An uploaded file, decoded by the CLI's own `load_image` (pixel limit, 16-bit, palette, EXIF, alpha).
+
+        Gives `read`'s outputs and a preview of the image as decoded (grayscale, at most PREVIEW_SIDE
+        pixels a side). A refusal names the file by its own name, never by where the server keeps it,
+        and clears the previous upload's reading and preview.
+        """
+        upload = as_upload(upload)
+        if upload is None:
+            return (*self.read(None, layout), None)
         try:
-            gray = load_image(path)
+            gray = load_image(upload.path, max_pixels=self.max_pixels)
         except PredictError as err:
-            return (*_refusal(err), None)
-        return self.read(gray, layout)
+            return (*_refusal(_named(err, upload)), None, None)
+        return (*self.read(gray, layout), preview(gray))
+
+
+def _named(err: PredictError, upload: Upload) -> PredictError:
+    """The error with the server's path of the upload (and its folder) replaced by the file's own name."""
+    message = str(err)
+    for where in (str(Path(upload.path)), upload.path):
+        message = message.replace(where, upload.name)
+    folder = str(Path(upload.path).parent)
+    if folder not in ("", "."):
+        message = message.replace(folder + os.sep, "")
+    return PredictError(message)
+
+
+def preview(gray: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
+    """The decoded upload for showing back: scaled down (never up) to at most `side` pixels a side."""
+    if max(gray.shape) <= side:
+        return gray
+    img = Image.fromarray(gray)
+    img.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(img)
 
 
 def _refusal(err: PredictError) -> tuple[str, None, None, str]:
@@ -145,9 +208,12 @@ def _refusal(err: PredictError) -> tuple[str, None, None, str]:
     return "", None, None, f"**Cannot read this image:** {plain}"
 
 
-def build_app(model_path: str | os.PathLike[str]) -> gr.Blocks:
-    """The page for one checkpoint (raises PredictError if it cannot be loaded); start it with `launch()`."""
-    reader = Reader(model_path)
+def build_app(model_path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> gr.Blocks:
+    """The page for one checkpoint (raises PredictError if it cannot be loaded); start it with `launch()`.
+
+    Uploads with more than `max_pixels` pixels are refused (read from the header, before decoding).
+    """
+    reader = Reader(model_path, max_pixels=max_pixels)
     is_char = reader.loaded.kind == "char"
     what = "one character" if is_char else "a line of separate characters"
     width, height = CHAR_CANVAS if is_char else LINE_CANVAS
@@ -174,12 +240,20 @@ def build_app(model_path: str | os.PathLike[str]) -> gr.Blocks:
                 )
                 read_button = gr.Button("Read the drawing", variant="primary", elem_id="read-drawing")
             with gr.Tab("Upload a photo", id="upload"):
-                upload = gr.Image(
+                upload = gr.File(
                     label="Photo or scan",
-                    type="filepath",
-                    image_mode=None,  # the file as uploaded: load_image decodes it exactly as the CLI does
-                    sources=["upload", "clipboard"],
+                    file_count="single",
+                    file_types=["image"],  # the picker's filter; the server does not check it (preprocess=False)
+                    height=120,
                     elem_id="upload",
+                )
+                uploaded = gr.Image(
+                    label="The uploaded image, as read (grayscale)",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    height=320,
+                    elem_id="upload-preview",
                 )
         layout = gr.Radio(
             [
@@ -210,18 +284,29 @@ def build_app(model_path: str | os.PathLike[str]) -> gr.Blocks:
             reader.read_drawing, [sketch, layout], outputs, trigger_mode="always_last", show_progress="hidden"
         )
         read_button.click(reader.read_drawing, [sketch, layout], outputs)
-        upload.change(reader.read_upload, [upload, layout], outputs)
+        # preprocess=False: the file reaches read_upload as uploaded. gr.Image would decode it with Pillow first
+        # (a non-image, a truncated file or one past Pillow's 179 MP guard then failed inside Gradio, with its
+        # own error naming the server's temp file), and gr.File would refuse a file by its extension, also
+        # with its own error. load_image decides, with one line naming the file as the person uploaded it.
+        upload.change(reader.read_upload, [upload, layout], [*outputs, uploaded], preprocess=False)
         layout.change(reader.read, [last, layout], outputs)
         app.load(None, None, None, js=PICK_BRUSH_JS)
     return app
 
 
-def serve(model_path: str | os.PathLike[str], port: int = 7860, host: str = "127.0.0.1") -> None:
+def serve(
+    model_path: str | os.PathLike[str],
+    port: int = 7860,
+    host: str = "127.0.0.1",
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> None:
     """Serve the page until Ctrl+C: local only by default (host 127.0.0.1), never through a share link.
 
-    Raises PredictError when the checkpoint cannot be used and OSError when the port is taken.
+    Uploads with more than `max_pixels` pixels are refused. Raises PredictError when the checkpoint
+    cannot be used and OSError when the port is taken.
     """
-    app = build_app(model_path)
+    app = build_app(model_path, max_pixels=max_pixels)
     app.launch(
         server_name=host,
         server_port=port,

@@ -67,7 +67,7 @@ def _predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from text_recognizer.io import OutputError, atomic_path, check_new_output
-    from text_recognizer.predict import PredictError, load_image, load_model, read_array
+    from text_recognizer.predict import PredictError, load_image, load_model, read_array, shown_path
 
     try:
         if args.show_input is not None:  # before any work: a directory or an existing file is never replaced
@@ -78,7 +78,7 @@ def _predict(args: argparse.Namespace) -> int:
         try:
             reading = read_array(gray, loaded, layout=args.layout, decode=decode)
         except PredictError as exc:
-            raise PredictError(f"{args.image}: {exc}") from exc
+            raise PredictError(f"{shown_path(args.image)}: {exc}") from exc
     except (PredictError, OutputError) as err:  # checkpoint problems arrive as PredictError too
         print(f"error: {err}", file=sys.stderr)
         return 1

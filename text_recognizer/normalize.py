@@ -70,6 +70,9 @@ SPACE_HEIGHTS = 0.33  # a gap wider than this many letter heights is a space...
 SPACE_GAPS = 2.0  # ...provided it is also this many times the line's median gap
 SPLIT_WIDTH = 1.1  # glyphs wider than this many median glyph widths...
 SPLIT_ASPECT = 0.7  # ...and than this many of their own heights may be touching letters
+TYPICAL_QUANTILE = 0.75  # the typical glyph height: this quantile of the component heights (dots pull the median)
+LINE_GLYPH_SHARE = 0.6  # components this share of the typical glyph height or more are letters (not a dot or dash)
+LINE_BAND_SHARE = 0.4  # bands of letter rows this share of the tallest band or more are lines of text
 
 
 class BlankImageError(ValueError):
@@ -205,6 +208,39 @@ def _boxes(labels: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
     return top, bottom, left, right, np.bincount(comp, minlength=n)
 
 
+def _not_specks(area: np.ndarray, top, bottom, left, right) -> np.ndarray:
+    """Components that are not specks: not far smaller than the image's glyphs (dust, JPEG noise)."""
+    extent = np.maximum(bottom - top, right - left)
+    return (area >= max(3.0, 0.02 * area.max())) | (extent >= 0.25 * extent.max())
+
+
+def count_lines(a: np.ndarray) -> int:
+    """How many lines of text white-on-black ink (float, peak 1) holds, from the rows its letters cover.
+
+    The horizontal ink profile of the letters: components are labelled as in `segment` and specks
+    dropped; the typical glyph height is the TYPICAL_QUANTILE of their heights, and components
+    shorter than LINE_GLYPH_SHARE of it are not letters (the dot of an i or j, a hyphen, an
+    underline, a quote mark, a speck). The rows the letters cover form bands separated by blank
+    rows, and bands at least LINE_BAND_SHARE as tall as the tallest are lines. Every letter of
+    one line spans its baseline to x-height, so ascenders, descenders and a wandering baseline
+    keep a line one band; lines whose letters touch or share rows count as one.
+    """
+    a = _to_working_scale(np.asarray(a, dtype=np.float32))
+    labels, n = label_components(a > SPLIT_THRESHOLD)
+    if n == 0:
+        return 0
+    top, bottom, left, right, area = _boxes(labels, n)
+    keep = _not_specks(area, top, bottom, left, right)
+    heights = (bottom - top)[keep]
+    letters = keep & (bottom - top >= LINE_GLYPH_SHARE * float(np.quantile(heights, TYPICAL_QUANTILE)))
+    rows = np.zeros(a.shape[0] + 2, dtype=np.int64)  # +1 where a letter starts, -1 past where it ends
+    np.add.at(rows, top[letters] + 1, 1)
+    np.add.at(rows, bottom[letters] + 1, -1)
+    inked = np.diff(np.concatenate([[0], np.cumsum(rows)[1:] > 0, [0]]).astype(np.int8))
+    bands = np.flatnonzero(inked == -1) - np.flatnonzero(inked == 1)
+    return int((bands >= LINE_BAND_SHARE * bands.max()).sum())
+
+
 def segment(a: np.ndarray) -> tuple[np.ndarray, list[Glyph]]:
     """Split white-on-black ink (float, peak 1) into glyphs, left to right: (working image, glyphs).
 
@@ -226,8 +262,7 @@ def segment(a: np.ndarray) -> tuple[np.ndarray, list[Glyph]]:
     flat = labels.ravel()
     first[flat[::-1]] = np.arange(flat.size)[::-1]
     joined = loose.ravel()[first[1:]]
-    extent = np.maximum(bottom - top, right - left)
-    big = (area >= max(3.0, 0.02 * area.max())) | (extent >= 0.25 * extent.max())
+    big = _not_specks(area, top, bottom, left, right)
     for i in np.flatnonzero(~big):  # a speck right above or below a glyph is a dot (of an i at 14 px: 1 pixel)
         shared = np.minimum(right[big], right[i]) - np.maximum(left[big], left[i])
         gap = np.maximum(top[big] - bottom[i], top[i] - bottom[big])

@@ -6,18 +6,23 @@ as EMNIST glyphs are (text_recognizer/normalize.py says how and why). `layout="l
 the older whole-line scaling (height 28, ink about 20 rows) for input that already looks like
 EMNISTLines.
 
-Bad input is refused with a PredictError of one line: an image with more pixels than
-`max_pixels` (checked from the header, before anything is decoded), an unreadable file, a blank
-image, and a single glyph given to the line model or a line given to the character model.
+Bad input is refused with a PredictError of one line: a path that is missing, a directory, a
+FIFO or device, unreadable or empty; an image with more pixels than `max_pixels` (checked from
+the header, before anything is decoded); a file that does not decode (not an image, truncated,
+corrupt); a blank image; several lines of text given to the line model; and a single glyph given
+to the line model or a line given to the character model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import stat
 import threading
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -43,6 +48,7 @@ __all__ = [
     "preprocess_char",
     "preprocess_line",
     "read_array",
+    "shown_path",
 ]
 
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: any phone photo, far below a decompression bomb
@@ -53,6 +59,12 @@ CHAR_LINE_ASPECT = 1.5  # several glyphs in a box at least this wide are a line,
 MAX_PIECES = 3  # a wide glyph is tried whole and cut into up to this many touching letters
 SPLIT_SHARE = 0.6  # ...each piece at least this many median glyph widths
 _PIL_LIMIT_LOCK = threading.Lock()
+
+# Some of Pillow's parsers log a damaged file's fault (logger.error) before raising; with no
+# handler configured Python's last-resort handler prints that on stderr, a second line beside
+# the one-line PredictError. A NullHandler stops that and still lets the records propagate to
+# whatever handlers an application configures.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 
 class PredictError(RuntimeError):
@@ -72,7 +84,19 @@ class Reading:
 # --- images ------------------------------------------------------------------------------------
 
 
-def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as a message shows it: control characters (a newline in a name) escaped, so the message is one line."""
+    text = str(path)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line, or its type's name when it has none (an IndexError from a parser)."""
+    text = " ".join(str(exc).split())
+    return text if text else type(exc).__name__
+
+
+def _open_checked(file: BinaryIO, name: str, max_pixels: int) -> Image.Image:
     """Open an image lazily (header only) and refuse it when it has more than `max_pixels` pixels.
 
     Pillow's own decompression-bomb guard (a warning above 89 MP, an error above 179 MP) is
@@ -83,21 +107,25 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img = Image.open(path)
+            img = Image.open(file)
         except Image.DecompressionBombError:
+            file.seek(0)
             with _PIL_LIMIT_LOCK:  # read the header with Pillow's guard lifted; the size check below decides
                 saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
                 try:
-                    img = Image.open(path)
+                    img = Image.open(file)
                 finally:
                     Image.MAX_IMAGE_PIXELS = saved
     width, height = img.size
     if width * height > max_pixels:
         img.close()
         raise PredictError(
-            f"{path} is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,} "
+            f"{name} is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,} "
             f"(raise it with --max-pixels if the file is trusted)"
         )
+    if width < 1 or height < 1:
+        img.close()
+        raise PredictError(f"{name} is {width}x{height}: an image without pixels")
     return img
 
 
@@ -108,7 +136,8 @@ def _to_gray(img: Image.Image) -> np.ndarray:
     white, losing light ink), a palette goes through its colours, transparency counts as paper.
     """
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(img.convert("I") if img.mode.startswith("I;16") else img, dtype=np.float64)
+        a = np.asarray(img, dtype=np.float64)  # numpy reads each byte order; Pillow's I;16N -> I clips at 255
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)  # a float TIFF may hold NaN or infinities
         top = 255.0 if a.max(initial=0) <= 255 else 65535.0 if a.max() <= 65535 else float(a.max())
         if img.mode == "F" and a.max(initial=0) <= 1.0:
             top = 1.0
@@ -117,20 +146,82 @@ def _to_gray(img: Image.Image) -> np.ndarray:
         rgba = img.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(paper, rgba)
+    if img.mode in ("LAB", "HSV"):  # Pillow converts these to L only by way of RGB
+        img = img.convert("RGB")
     return np.array(img.convert("L"), dtype=np.uint8)
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):  # fmt: skip
+        if test(mode):
+            return kind
+    return "a special file"
+
+
 def load_image(image_path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """(H, W) uint8 grayscale of an image file, upright (EXIF orientation applied), of at most `max_pixels`."""
+    """(H, W) uint8 grayscale of an image file, upright (EXIF orientation applied), of at most `max_pixels`.
+
+    Whatever the path holds, the answer is the image or a one-line PredictError: not found (a
+    dangling symbolic link too), a directory, not a regular file (a FIFO is never opened: reading
+    one would wait for a writer), not readable, empty, too many pixels, or not a readable image.
+    A symbolic link to an image reads the image.
+    """
     path = Path(image_path)
-    if not path.is_file():
-        raise PredictError(f"image {path} not found")
+    name = shown_path(path)
     try:
-        with _open_checked(path, max_pixels) as img:
-            img.load()
-            return _to_gray(ImageOps.exif_transpose(img))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise PredictError(f"{path} is not a readable image (PNG, JPEG, ...): {exc}") from exc
+        info = path.stat()  # follows symbolic links: a link is what it points to
+    except (FileNotFoundError, NotADirectoryError):
+        if path.is_symlink():
+            raise PredictError(f"image {name} not found: it is a symbolic link to a missing file") from None
+        raise PredictError(f"image {name} not found") from None
+    except PermissionError:
+        raise PredictError(f"cannot read {name}: permission denied (on a folder on its path)") from None
+    except OSError as exc:  # a loop of symbolic links, a name too long
+        raise PredictError(f"cannot read {name}: {exc.strerror or _one_line(exc)}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise PredictError(f"{name} is a directory, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        raise PredictError(f"{name} is {_file_kind(info.st_mode)}, not an image file")
+    if info.st_size == 0:
+        raise PredictError(f"{name} is empty (0 bytes)")
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed by the with below; Pillow gets the open file
+    except PermissionError:
+        raise PredictError(f"cannot read {name}: permission denied") from None
+    except OSError as exc:  # gone since the stat, or an I/O error
+        raise PredictError(f"cannot read {name}: {exc.strerror or _one_line(exc)}") from exc
+    with file:
+        return _decode(file, name, max_pixels)
+
+
+def _decode(file: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
+    """The grayscale pixels of an open image file, or a one-line PredictError.
+
+    Every exception but PredictError is caught here, deliberately. A damaged file surfaces as
+    whatever the format plugin's parser trips over: OSError and SyntaxError by Pillow's
+    convention, but also ValueError, TypeError (tests/test_fuzz_inputs.py met one from a TIFF tag
+    of the wrong type), and in principle struct.error, IndexError, EOFError, MemoryError and more:
+    Pillow's own fuzzing harness (Tests/oss-fuzz/fuzz_pillow.py) catches Exception for this reason.
+    A list of types would turn the next unlisted one into a traceback for a bad file. The block
+    holds only decoding (open, load, EXIF transpose, mode conversion), the message falls back to
+    the exception's type when it has no text, and the cause is chained for debugging. Pillow's
+    warnings about damaged files ("Possibly corrupt EXIF data") are silenced: the error says it.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _open_checked(file, name, max_pixels) as img:
+                img.load()
+                return _to_gray(ImageOps.exif_transpose(img))
+    except PredictError:
+        raise
+    except UnidentifiedImageError as exc:  # its text repeats the path, as the repr of the open file
+        raise PredictError(f"{name} is not a readable image (PNG, JPEG, ...): no image format recognised") from exc
+    except MemoryError as exc:
+        raise PredictError(f"cannot decode {name}: not enough memory") from exc
+    except Exception as exc:  # see the docstring: decoding a damaged file can raise almost any type
+        raise PredictError(f"{name} is not a readable image (PNG, JPEG, ...): {_one_line(exc)}") from exc
 
 
 # --- normalisation -------------------------------------------------------------------------------
@@ -190,9 +281,13 @@ def model_input_for(
     a = _white_on_black(gray)
     window = int(loaded.model_kwargs.get("window_width", GLYPH_SIZE))
     try:
-        _, glyphs = normalize.segment(a)
+        work, glyphs = normalize.segment(a)
     except BlankImageError as exc:
         raise PredictError(str(exc)) from exc
+    if loaded.kind == "line" and len(glyphs) > 1:  # one glyph ("=" too) is one character, whatever its bands
+        lines = normalize.count_lines(work)
+        if lines > 1:  # read as one line, the lines' glyphs interleave into nonsense
+            raise PredictError(f"found {lines} lines of text; predict reads one line: crop the image to one line")
     if check_kind:
         _check_shape(loaded, glyphs)
     if loaded.kind == "char":
@@ -298,6 +393,8 @@ def read_array(
     glyph layout (or, with layout="line", of the whole line scaled to height 28). `model_input` is
     the image the model saw. With `check_kind`, a single character given to the line model or a
     line given to the character model is a PredictError saying which model to use, not a guess.
+    Several lines of text given to a line checkpoint are always a PredictError (normalize.count_lines):
+    read as one line, their glyphs would interleave into nonsense.
     """
     gray = np.asarray(gray)
     if gray.ndim != 2 or gray.size == 0:
