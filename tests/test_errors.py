@@ -112,7 +112,11 @@ def test_a_truncated_emnist_h5_is_one_line_from_the_train_cnn_stage(tmp_path):
         ("train_cnn.py", ["emnist.h5", "o.pt", "m"], "emnist_hdf5"),
         ("train_line_cnn.py", ["emnist.h5", "o.pt", "m"], "emnist_lines"),
         ("emnist_lines.py", ["emnist.h5", "brown.zip", "o.h5", "o.png", "o.txt"], "emnist_hdf5"),
-        ("evaluate.py", ["cnn.pt", "line_cnn.pt", "lm.npz", "emnist.h5", "emnist.h5", "o.json", "p"], "emnist_hdf5"),
+        (
+            "evaluate.py",
+            ["cnn.pt", "line_cnn.pt", "lm.npz", "emnist.h5", "emnist.h5", "o.json", "p", "r"],
+            "emnist_hdf5",
+        ),
     ],
 )
 def test_every_stage_checks_its_h5_inputs_first(tmp_path, script, args, made_by):

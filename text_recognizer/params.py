@@ -2,9 +2,10 @@
 
 Each section of params.yaml loads into a frozen dataclass with strict types (`abc` or `true` is no
 int; an int is a fine float), no unknown keys and no defaults: params.yaml is the one place for
-values, so a missing key is an error naming it. load_all checks the whole file and raises one
-ParamError listing every problem, each as `section.key ...`; every stage calls it before any work,
-so a typo in `dvc exp run -S ...` fails in a second, at the first stage that runs.
+values, so a missing key is an error naming it. The ranges are pydantic constraints and the messages
+pydantic's own, one line per problem: `section.key: <what pydantic says>, got <value>`. load_all
+checks the whole file and raises one ParamError listing every problem; every stage calls it before
+any work, so a typo in `dvc exp run -S ...` fails in a second, at the first stage that runs.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import dataclasses
 import functools
 import os
 import typing
-from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
-    AfterValidator,
     AllowInfNan,
     ConfigDict,
+    Field,
     Strict,
     StrictBool,
     StrictInt,
@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.dataclasses import dataclass
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from text_recognizer.errors import ParamError
 from text_recognizer.metadata import GLYPH_SIZE
@@ -39,31 +39,23 @@ T = TypeVar("T")
 SECTION = ConfigDict(extra="forbid")
 
 
-def rule(ok: Callable[[Any], bool], must: str) -> AfterValidator:
-    """A check after the type check; its message says what the value must be, then what it was."""
-
-    def check(value: Any) -> Any:
-        if not ok(value):
-            raise PydanticCustomError("param", "{message}", {"message": f"{must}, got {value!r}"})
-        return value
-
-    return AfterValidator(check)
-
-
-def together(*problems: tuple[str, bool, str]) -> None:
+def across_keys(*checks: tuple[str, bool, str]) -> None:
     """Raise the failing (key, ok, message) checks that span keys of one section, all at once."""
-    failed = [(key, message) for key, ok, message in problems if not ok]
+    failed = [(key, message) for key, ok, message in checks if not ok]
     if failed:
-        raise PydanticCustomError("params", "{text}", {"text": "; ".join(m for _, m in failed), "failed": failed})
+        text = "; ".join(f"{key}: {message}" for key, message in failed)
+        raise PydanticCustomError("across_keys", "{text}", {"text": text, "failed": failed})
 
 
 Float = Annotated[float, Strict(), AllowInfNan(False)]  # strict still takes an int, as a float
-Count = Annotated[StrictInt, rule(lambda v: v >= 0, "must be >= 0")]
-Positive = Annotated[StrictInt, rule(lambda v: v >= 1, "must be >= 1")]
-Even = Annotated[StrictInt, rule(lambda v: v >= 2 and v % 2 == 0, "must be an even number >= 2")]
-Fraction = Annotated[Float, rule(lambda v: 0 <= v < 1, "must be in [0, 1)")]
+Count = Annotated[StrictInt, Field(ge=0)]
+Positive = Annotated[StrictInt, Field(ge=1)]
+Even = Annotated[StrictInt, Field(ge=2, multiple_of=2)]
+Fraction = Annotated[Float, Field(ge=0, lt=1)]
+Share = Annotated[Float, Field(gt=0, lt=1)]
+Urls = Annotated[tuple[StrictStr, ...], Field(min_length=1)]
 MAX_SEED = 2**32 - 1  # NumPy's SeedSequence entropy and Lightning's seed_everything both take 0..2**32-1
-Seed = Annotated[StrictInt, rule(lambda v: 0 <= v <= MAX_SEED, f"must be a seed in 0..{MAX_SEED}")]
+Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
 Source = Literal["nist", "synthetic"]
 LineHead = Literal["none", "lstm", "transformer"]
 Schedule = Literal["onecycle", "constant"]
@@ -88,24 +80,24 @@ class DataParams:
 
 @dataclass(frozen=True, config=SECTION)
 class DownloadEmnistParams:
-    mirrors: Annotated[tuple[StrictStr, ...], rule(len, "must list at least one URL")]
+    mirrors: Urls
     archive_md5: StrictStr
     sha256: dict[StrictStr, StrictStr]  # keys checked by sources.emnist_member_hashes
-    timeout_s: Annotated[Float, rule(lambda v: v > 0, "must be > 0")]
+    timeout_s: Annotated[Float, Field(gt=0)]
     retries: Count
 
 
 @dataclass(frozen=True, config=SECTION)
 class DownloadBrownParams:
-    mirrors: Annotated[tuple[StrictStr, ...], rule(len, "must list at least one URL")]
+    mirrors: Urls
     sha256: StrictStr
-    timeout_s: Annotated[Float, rule(lambda v: v > 0, "must be > 0")]
+    timeout_s: Annotated[Float, Field(gt=0)]
     retries: Count
 
 
 @dataclass(frozen=True, config=SECTION)
 class EmnistHdf5Params:
-    val_fraction: Annotated[Float, rule(lambda v: 0 < v < 1, "must be in (0, 1)")]
+    val_fraction: Share
     balance: StrictBool
     seed: Seed
 
@@ -113,8 +105,8 @@ class EmnistHdf5Params:
 @dataclass(frozen=True, config=SECTION)
 class EmnistLinesParams:
     max_length: Positive
-    min_overlap: Annotated[Float, rule(lambda v: v >= 0, "must be >= 0")]
-    max_overlap: Annotated[Float, rule(lambda v: v < 1, "must be < 1")]
+    min_overlap: Annotated[Float, Field(ge=0)]
+    max_overlap: Annotated[Float, Field(lt=1)]
     num_train: Count
     num_val: Count
     num_test: Count
@@ -124,13 +116,14 @@ class EmnistLinesParams:
     text_seed: Seed  # which documents go to which pool; apart from `seed`, so new lines keep the test text
 
     @model_validator(mode="after")
-    def _together(self) -> EmnistLinesParams:
+    def _across_keys(self) -> EmnistLinesParams:
         val, test = self.text_val_fraction, self.text_test_fraction
-        together(
+        across_keys(
             ("min_overlap", self.min_overlap <= self.max_overlap,
-             f"must be <= max_overlap ({self.min_overlap} > {self.max_overlap})"),
+             f"Input should be less than or equal to max_overlap ({self.max_overlap}), got {self.min_overlap}"),
             ("text_test_fraction", val + test < 1,
-             f"plus text_val_fraction must be < 1 (the train pool needs documents), got {test} + {val}"),
+             f"Input plus text_val_fraction ({val}) should be less than 1 (the train pool needs documents), "
+             f"got {test}"),
         )  # fmt: skip
         return self
 
@@ -155,10 +148,10 @@ class LineModelParams:
     head: LineHead  # context over the window features (models.line_cnn.HEADS)
 
     @model_validator(mode="after")
-    def _together(self) -> LineModelParams:
-        together(
+    def _across_keys(self) -> LineModelParams:
+        across_keys(
             ("fc_dim", self.head != "transformer" or self.fc_dim % 2 == 0,
-             f"must be even with head 'transformer' (sinusoidal positions), got {self.fc_dim}"),
+             f"Input should be even with head 'transformer' (sinusoidal positions), got {self.fc_dim}"),
         )  # fmt: skip
         return self
 
@@ -169,10 +162,10 @@ class TrainParams:
 
     epochs: Positive
     batch_size: Positive
-    lr: Annotated[Float, rule(lambda v: v > 0, "must be > 0")]
-    weight_decay: Annotated[Float, rule(lambda v: v >= 0, "must be >= 0")]
+    lr: Annotated[Float, Field(gt=0)]
+    weight_decay: Annotated[Float, Field(ge=0)]
     schedule: Schedule
-    warmup_fraction: Annotated[Float, rule(lambda v: 0 < v < 1, "must be > 0 and < 1")]  # onecycle only
+    warmup_fraction: Share  # onecycle only
     seed: Seed
     precision: Precision
     accelerator: Accelerator
@@ -180,12 +173,12 @@ class TrainParams:
     strategy: Strategy
     compile: StrictBool
     augment: StrictBool
-    limit_train_batches: Annotated[Float, rule(lambda v: 0 < v <= 1, "must be in (0, 1]")]  # fraction of an epoch
+    limit_train_batches: Annotated[Float, Field(gt=0, le=1)]  # fraction of an epoch
 
 
 @dataclass(frozen=True, config=SECTION)
 class CharLMParams:
-    order: Annotated[StrictInt, rule(lambda v: 1 <= v <= 10, "must be in 1..10")]  # n of the n-grams
+    order: Annotated[StrictInt, Field(ge=1, le=10)]  # n of the n-grams
     num_phrases: Positive  # phrases cut from the train text to estimate it from
     seed: Seed
 
@@ -196,7 +189,7 @@ class EvaluateParams:
     num_sample_lines: Count
     decoder: Decoder  # how the line model's outputs become text
     beam_width: Positive  # beam decoder: prefixes kept per step
-    lm_weight: Annotated[Float, rule(lambda v: v >= 0, "must be >= 0")]  # beam decoder: 0 ignores the LM
+    lm_weight: Annotated[Float, Field(ge=0)]  # beam decoder: 0 ignores the LM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,9 +215,6 @@ SECTIONS: dict[str, type] = typing.get_type_hints(Params)
 # --- loading ---------------------------------------------------------------------------------
 
 
-_TYPE_NAMES = {"int": "int", "float": "float", "bool": "bool", "string": "str", "tuple": "a list", "dict": "a mapping"}
-
-
 def _key(section: str, loc: tuple[int | str, ...]) -> str:
     """`download_emnist.mirrors[0]`, `download_emnist.sha256.train_images`: the key as params.yaml spells it."""
     key = section
@@ -236,39 +226,22 @@ def _key(section: str, loc: tuple[int | str, ...]) -> str:
     return key
 
 
-def _message(cls: type, section: str, error: ErrorDetails) -> str:
-    """One pydantic error as `section.key must be ..., got ...`, in the words of the old messages."""
-    key, kind, value = _key(section, error["loc"]), error["type"], error.get("input")
-    if kind == "param":
-        return f"{key} {error['msg']}"
-    if kind == "literal_error":
-        options = typing.get_args(cls.__pydantic_fields__[str(error["loc"][0])].annotation)  # type: ignore[attr-defined]
-        choices = " or ".join(map(repr, options)) if len(options) == 2 else f"one of {', '.join(options)}"
-        return f"{key} must be {choices}, got {value!r}"
-    if kind == "finite_number":
-        return f"{key} must be a finite number, got {value!r}"
-    name = _TYPE_NAMES.get(kind.partition("_")[0])
-    if name is not None and kind.endswith(("_type", "_parsing", "_from_float")):
-        return f"{key} must be {name}, got {value!r}"
-    return f"{key}: {error['msg']}, got {value!r}"
-
-
-def _problems(cls: type, section: str, err: ValidationError) -> list[str]:
-    """Every problem in one section, each naming its key; all missing keys on one line, all unknown on another."""
-    problems, missing, unknown = [], [], []
-    for error in err.errors():
-        if error["type"] == "missing":
-            missing.append(_key(section, error["loc"]))
-        elif error["type"] in ("unexpected_keyword_argument", "extra_forbidden", "invalid_key"):
-            unknown.append(_key(section, error["loc"]))
-        elif error["type"] == "params":
-            problems += [f"{section}.{key} {message}" for key, message in error["ctx"]["failed"]]
+def _problems(section: str, err: ValidationError) -> list[str]:
+    """Every problem in one section, one line each: `section.key: <pydantic's message>, got <value>`."""
+    errors = err.errors()
+    problems = []
+    for error in errors:
+        loc, kind = error["loc"], error["type"]
+        if any(other["loc"][: len(loc)] == loc and len(other["loc"]) > len(loc) for other in errors):
+            continue  # a list's length after its bad items were dropped: the items say what is wrong
+        if kind == "across_keys":
+            problems += [f"{section}.{key}: {message}" for key, message in error["ctx"]["failed"]]
+        elif kind == "missing":
+            problems.append(f"{_key(section, loc)}: Field required (params.yaml sets every key)")
+        elif kind == "unexpected_keyword_argument":  # a dataclass's wording; a model's, for a key:
+            problems.append(f"{_key(section, loc)}: Extra inputs are not permitted (no such key)")
         else:
-            problems.append(_message(cls, section, error))
-    if missing:
-        problems.append(f"missing key(s) in '{section}': {', '.join(missing)} (params.yaml sets every key)")
-    if unknown:
-        problems.append(f"unknown key(s) in '{section}': {', '.join(unknown)}")
+            problems.append(f"{_key(section, loc)}: {error['msg']}, got {error['input']!r}")
     return problems
 
 
@@ -278,12 +251,10 @@ def _adapter(cls: type) -> TypeAdapter[Any]:
 
 
 def _build(cls: type[T], section: str, data: Any) -> tuple[T | None, list[str]]:
-    if not isinstance(data, dict):
-        return None, [f"params section '{section}' must be a mapping of its keys, got {data!r}"]
     try:
         return _adapter(cls).validate_python(data), []
     except ValidationError as err:
-        return None, _problems(cls, section, err)
+        return None, _problems(section, err)
 
 
 def from_dict(cls: type[T], section: str, data: Any) -> T:
