@@ -1,9 +1,11 @@
 """Stage evaluate: both saved checkpoints on their held-out test sets.
 
-usage: python stages/evaluate.py CNN_CKPT LINE_CKPT CHAR_LM EMNIST_H5 LINES_H5 METRICS_JSON PLOTS_DIR
+usage: python stages/evaluate.py CNN_CKPT LINE_CKPT CHAR_LM EMNIST_H5 LINES_H5 METRICS_JSON PLOTS_DIR READER_CKPT
 
 The lines are read with both decoders (greedy, and beam search with the language model);
-`line_cnn.test_cer` is the one `evaluate.decoder` names, and both are reported.
+`line_cnn.test_cer` is the one `evaluate.decoder` names, and both are reported. READER_CKPT is
+the line checkpoint again, recording how it was read here (decoder, beam width, LM weight and the
+LM's sha256): what `text-recognizer predict` reads with, so that it never consults params.yaml.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from pathlib import Path
 
 from common import require_file, require_h5, run, section
 
+from text_recognizer.data.download import file_digest
 from text_recognizer.io import atomic_path, write_json
 from text_recognizer.params import EvaluateParams
 
 
 def main(argv: list[str]) -> None:
-    cnn_ckpt, line_ckpt, char_lm, emnist_h5, lines_h5, metrics_json, plots_dir = argv
+    cnn_ckpt, line_ckpt, char_lm, emnist_h5, lines_h5, metrics_json, plots_dir, reader_ckpt = argv
     params = section(EvaluateParams, "evaluate")
     require_file(cnn_ckpt, made_by="train_cnn")
     require_file(line_ckpt, made_by="train_line_cnn")
@@ -26,6 +29,7 @@ def main(argv: list[str]) -> None:
     require_h5(lines_h5, made_by="emnist_lines")
 
     from text_recognizer.char_lm import CharLM
+    from text_recognizer.checkpoint import save_with_extra
     from text_recognizer.evaluation import (
         evaluate_char,
         evaluate_lines,
@@ -70,6 +74,14 @@ def main(argv: list[str]) -> None:
         },
     }
     write_json(metrics_json, metrics)
+    reading = {
+        "decoder": params.decoder,
+        "beam_width": params.beam_width,
+        "lm_weight": params.lm_weight,
+        "lm_sha256": file_digest(char_lm),
+        "test_cer": {name: m["cer"] for name, m in lines.by_decoder.items()},
+    }
+    save_with_extra(line_ckpt, reader_ckpt, reading=reading)
     print(metrics)
 
 

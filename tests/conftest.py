@@ -24,7 +24,8 @@ import yaml
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_FILES = ("cnn.pt", "line_cnn.pt")
+MODEL_FILES = ("cnn.pt", "line_cnn.pt", "emnist_lines_test.h5")  # the models, and test lines they never trained on
+TEST_LINES = 100  # lines of the offline test split kept beside the models
 
 
 def offline_overrides() -> dict[str, dict]:
@@ -58,7 +59,8 @@ def _code_key(overrides: dict[str, dict]) -> str:
 
 @pytest.fixture(scope="session")
 def offline_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with cnn.pt and line_cnn.pt trained by the offline recipe (`make offline`).
+    """A folder with cnn.pt and line_cnn.pt trained by the offline recipe (`make offline`), and the first
+    TEST_LINES test lines of their emnist_lines.h5 (emnist_lines_test.h5, the same layout).
 
     TEXT_RECOGNIZER_TEST_MODELS names a folder to use as it is. Otherwise the models are trained
     once by the real pipeline in a throw-away repo (about 20 minutes on 2 CPU cores) and kept in
@@ -83,8 +85,19 @@ def offline_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     staging = cache_root / f".{cached.name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in MODEL_FILES:
+    for name in ("cnn.pt", "line_cnn.pt"):
         shutil.copy2(repo.path / "models" / name, staging / name)
+    _keep_test_lines(repo.path / "data" / "processed" / "emnist_lines.h5", staging / "emnist_lines_test.h5")
     shutil.rmtree(cached, ignore_errors=True)
     staging.rename(cached)
     return cached
+
+
+def _keep_test_lines(lines_h5: Path, out: Path) -> None:
+    import h5py
+
+    with h5py.File(lines_h5, "r") as src, h5py.File(out, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        for name in ("images", "labels", "lengths"):
+            dst[f"test/{name}"] = src["test"][name][:TEST_LINES]

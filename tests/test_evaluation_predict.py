@@ -492,22 +492,6 @@ def test_cli_serve(monkeypatch, capsys, missing):
         ]
 
 
-def test_glyph_pitch_follows_the_overlaps_a_checkpoint_was_trained_with(tmp_path):
-    model = LineCNN(**LINE_KWARGS)
-    path = tmp_path / "line.pt"
-    extra = {"emnist_lines": {"min_overlap": 0.5, "max_overlap": 0.5}}
-    save_checkpoint(
-        path, kind="line", model_kwargs=LINE_KWARGS, state_dict=model.state_dict(), mapping=LINE_TOKENS, extra=extra
-    )
-    img = Image.new("L", (300, 60), 255)
-    for x in (20, 60, 100):
-        ImageDraw.Draw(img).rectangle([x, 10, x + 8, 50], fill=0)
-    cells = read_array(np.asarray(img), load_model(path, device="cpu")).model_input
-    ink_cols = np.flatnonzero(cells.max(axis=0) > 128)
-    starts = ink_cols[np.flatnonzero(np.diff(ink_cols, prepend=-10) > 1)]
-    assert np.diff(starts).tolist() == [14, 14]  # 28 * (1 - 0.5)
-
-
 def test_cli_serve_on_a_taken_port_is_one_line(monkeypatch, capsys):
     import types
 

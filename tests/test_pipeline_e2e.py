@@ -77,6 +77,7 @@ def test_repro_builds_every_output(repo: PipelineRepo):
         "data/processed/emnist_lines.h5",
         "models/cnn.pt",
         "models/line_cnn.pt",
+        "models/line_reader.pt",
         "metrics/train_cnn/metrics.json",
         "metrics/train_line_cnn/metrics.json",
         "metrics/evaluate.json",
@@ -166,6 +167,46 @@ def test_predict_reads_a_generated_line(repo: PipelineRepo, tmp_path: Path):
     assert as_glyph.returncode == 1 and "line" in as_glyph.stderr  # a line is not read as one glyph
     missing = run_cli(repo, "predict", "nope.png")
     assert missing.returncode == 1 and "nope.png" in missing.stderr
+
+
+def test_predict_beam_reads_as_evaluate_did_from_any_folder(repo: PipelineRepo, tmp_path: Path):
+    """The reader (evaluate's models/line_reader.pt) records the decoder it was evaluated with and its LM's digest:
+    predict --decoder beam reads with those, run from another folder whose params.yaml says otherwise."""
+    import yaml
+
+    from text_recognizer.char_lm import CharLM
+    from text_recognizer.evaluation import evaluate_lines, line_decoder
+    from text_recognizer.predict import load_model
+
+    reader, lm = repo.path / "models" / "line_reader.pt", repo.path / "models" / "char_lm.npz"
+    reading = load_model(reader, device="cpu").extra["reading"]
+    evaluate = yaml.safe_load((repo.path / "params.yaml").read_text())["evaluate"]
+    assert {k: reading[k] for k in ("decoder", "beam_width", "lm_weight")} == {
+        k: evaluate[k] for k in ("decoder", "beam_width", "lm_weight")
+    }
+    beam = line_decoder("beam", beam_width=reading["beam_width"], lm=CharLM.load(lm), lm_weight=reading["lm_weight"])
+    lines_h5 = repo.path / "data" / "processed" / "emnist_lines.h5"
+    samples = evaluate_lines(reader, lines_h5, decoders={"beam": beam}, num_samples=4, device="cpu").samples
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "params.yaml").write_text("evaluate:\n  beam_width: 1\n  lm_weight: 9.0\n")  # must not matter
+    for i, sample in enumerate(samples):
+        image = elsewhere / f"line{i}.png"
+        Image.fromarray(255 - sample.image).save(image)
+        argv = ["predict", str(image), "--model", str(reader), "--lm", str(lm), "--decoder", "beam", "--layout", "line"]
+        cmd = [sys.executable, "-m", "text_recognizer.cli", *argv]
+        result = subprocess.run(cmd, cwd=elsewhere, env=repo.env, capture_output=True, text=True)
+        if sample.pred_text.strip():
+            assert result.returncode == 0 and result.stdout == sample.pred_text.strip() + "\n", result
+        else:  # the tiny model read nothing here, and evaluate agrees
+            assert result.returncode == 1 and "read no characters" in result.stderr, result
+    unevaluated = run_cli(repo, "predict", str(image), "--model", "models/line_cnn.pt", "--decoder", "beam")
+    assert unevaluated.returncode == 1 and "records no decoder settings" in unevaluated.stderr
+    (elsewhere / "other_lm.npz").write_bytes(lm.read_bytes() + b"\0")
+    other = run_cli(repo, "predict", str(image), "--model", str(reader), "--lm", str(elsewhere / "other_lm.npz"),
+                    "--decoder", "beam")  # fmt: skip
+    assert other.returncode == 1 and "is not the language model" in other.stderr
 
 
 def test_remote_push_then_pull_restores_outputs_without_running(repo: PipelineRepo, tmp_path: Path):

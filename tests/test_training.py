@@ -333,3 +333,54 @@ def test_onecycle_survives_runs_of_a_few_steps(total_steps: int) -> None:
 def test_train_params_reach_the_optimizer_settings() -> None:
     run = train_params(lr=0.02, weight_decay=0.01, schedule="constant", warmup_fraction=0.25)
     assert adamw_settings(run) == AdamWSettings(lr=0.02, weight_decay=0.01, schedule="constant", warmup_fraction=0.25)
+
+
+# --- what a checkpoint records of its data, and predict reading by it -------------------------------
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.5])
+def test_a_line_model_records_its_lines_and_predict_reads_at_its_pitch(tmp_path: Path, overlap: float) -> None:
+    """Lines drawn by the pipeline's own code at one overlap, a line model trained on them: the checkpoint
+    records the pitch measured on its lines, and predict lays glyphs out at that pitch (14 px at 0.5),
+    where it used to read every model at the 23 px of the default overlaps."""
+    from PIL import Image, ImageDraw
+
+    from text_recognizer.data.emnist_lines import build_emnist_lines
+    from text_recognizer.data.sources import synthesize_brown
+    from text_recognizer.predict import load_model, read_array
+
+    emnist = _write_emnist_h5(tmp_path / "emnist.h5", {"train": 4, "val": 2, "test": 2}, classes=62, seed=3)
+    lines = build_emnist_lines(
+        emnist,
+        synthesize_brown(tmp_path / "brown.zip", seed=0),
+        tmp_path / "emnist_lines.h5",
+        max_length=8,
+        min_overlap=overlap,
+        max_overlap=overlap,
+        num_train=64,
+        num_val=16,
+        num_test=0,
+        seed=0,
+        text_val_fraction=0.1,
+        text_test_fraction=0.1,
+        text_seed=0,
+    )
+    assert lines["lines"]["train"] == 64
+    model = line_model_params(width=8, fc_dim=16, head="none")
+    run = train_params(epochs=1, batch_size=32, seed=0, augment=False, accelerator="cpu")
+    lines_h5, checkpoint = tmp_path / "emnist_lines.h5", tmp_path / "line.pt"
+    train_line_model(lines_h5, model, run, checkpoint_path=checkpoint, log_dir=tmp_path / "m")
+
+    loaded = load_model(tmp_path / "line.pt", device="cpu")
+    drawn = loaded.extra["lines"]
+    pitch = round(GLYPH_SIZE * (1 - overlap))
+    assert drawn["pitch"] == pitch and (drawn["min_overlap"], drawn["max_overlap"]) == (overlap, overlap)
+    assert 12 <= drawn["ink_height"] <= GLYPH_SIZE and 1 <= drawn["stroke_width"] <= 8
+
+    img = Image.new("L", (300, 60), 255)
+    for x in (20, 60, 100):
+        ImageDraw.Draw(img).rectangle([x, 10, x + 8, 50], fill=0)
+    cells = read_array(np.asarray(img), loaded).model_input
+    ink_cols = np.flatnonzero(cells.max(axis=0) > 128)
+    starts = ink_cols[np.flatnonzero(np.diff(ink_cols, prepend=-10) > 1)]
+    assert np.diff(starts).tolist() == [pitch, pitch]

@@ -108,6 +108,20 @@ def save_checkpoint(
         torch.save(payload, tmp)
 
 
+def save_with_extra(source: str | os.PathLike[str], path: str | os.PathLike[str], **extra: Any) -> None:
+    """Write a copy of checkpoint `source` with more `extra` entries: the evaluate stage's reader, the line
+    checkpoint plus the decoder it was evaluated with (a stage may not change another stage's output)."""
+    loaded = load_checkpoint(source)
+    save_checkpoint(
+        path,
+        kind=loaded.kind,
+        model_kwargs=loaded.model_kwargs,
+        state_dict=loaded.model.state_dict(),
+        mapping=loaded.mapping,
+        extra={**loaded.extra, **extra},
+    )
+
+
 def _num_outputs(model: nn.Module) -> int | None:
     if isinstance(model, ResNetClassifier):
         return model.head.out_features

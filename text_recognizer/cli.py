@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_MAX_PIXELS = 40_000_000  # the same as predict.DEFAULT_MAX_PIXELS; not imported, so --help stays fast
+READER = "models/line_reader.pt"  # dvc.yaml's evaluate output: the line checkpoint with the decoder it was read with
 
 
 def _pixels(text: str) -> int:
@@ -33,34 +34,48 @@ def _max_pixels_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _beam_settings() -> tuple[int, float]:
-    """(beam_width, lm_weight) of ./params.yaml's evaluate section, so that predict reads as evaluate
-    did; outside a project folder, the values the project ships with."""
-    import yaml
+def _check_default_model(model: Path) -> None:
+    """The default reader is made by `dvc repro`; say so rather than only 'not found'."""
+    from text_recognizer.predict import PredictError
 
-    evaluate = {}
-    if Path("params.yaml").is_file():
-        evaluate = (yaml.safe_load(Path("params.yaml").read_text()) or {}).get("evaluate") or {}
-    return int(evaluate.get("beam_width", 16)), float(evaluate.get("lm_weight", 0.5))
+    if model == Path(READER) and not model.exists():
+        raise PredictError(
+            f"{READER} not found: run `dvc repro` (the evaluate stage writes it), or name a checkpoint with --model"
+        )
 
 
-def _line_decoder(args: argparse.Namespace):  # -> evaluation.LineDecoder
-    """greedy, or beam search with the language model."""
+def _line_decoder(args: argparse.Namespace, loaded):  # (argparse, predict.LoadedModel) -> evaluation.LineDecoder
+    """greedy, or beam search with the language model, as the evaluate stage read with this checkpoint.
+
+    The beam width and LM weight come from the checkpoint's `reading` record (written by evaluate into
+    models/line_reader.pt), and the LM must be the one evaluated (same sha256): never from a params.yaml.
+    """
+    from text_recognizer.data.download import file_digest
     from text_recognizer.evaluation import line_decoder
     from text_recognizer.predict import PredictError
 
-    if args.decoder == "greedy":
+    if args.decoder == "greedy" or loaded.kind == "char":
         return line_decoder("greedy")
+    reading = loaded.extra.get("reading")
+    if not isinstance(reading, dict):
+        raise PredictError(
+            f"{args.model} records no decoder settings (it was not evaluated): read with models/line_reader.pt, "
+            "which the evaluate stage writes (dvc repro evaluate), or pass --decoder greedy"
+        )
     if not args.lm.is_file():
         raise PredictError(f"no language model at {args.lm}: run `dvc repro char_lm`, or pass --decoder greedy")
+    if file_digest(args.lm) != reading["lm_sha256"]:
+        raise PredictError(
+            f"{args.lm} is not the language model {args.model} was evaluated with "
+            f"(sha256 {reading['lm_sha256'][:12]}…): pass that one with --lm, or rerun `dvc repro evaluate`"
+        )
     from text_recognizer.char_lm import CharLM
 
     try:
         lm = CharLM.load(args.lm)
     except (OSError, ValueError, KeyError) as exc:
         raise PredictError(f"{args.lm} is not a language model of this project: {exc}") from exc
-    beam_width, lm_weight = _beam_settings()
-    return line_decoder("beam", beam_width=beam_width, lm=lm, lm_weight=lm_weight)
+    return line_decoder("beam", beam_width=int(reading["beam_width"]), lm=lm, lm_weight=float(reading["lm_weight"]))
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -73,8 +88,9 @@ def _predict(args: argparse.Namespace) -> int:
         if args.show_input is not None:  # before any work: a directory or an existing file is never replaced
             check_new_output(args.show_input, overwrite=args.overwrite)
         gray = load_image(args.image, max_pixels=args.max_pixels)  # a bad image fails before the model loads
+        _check_default_model(args.model)
         loaded = load_model(args.model)
-        decode = _line_decoder(args)
+        decode = _line_decoder(args, loaded)
         try:
             reading = read_array(gray, loaded, layout=args.layout, decode=decode)
         except PredictError as exc:
@@ -112,6 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
     from text_recognizer.predict import PredictError
 
     try:
+        _check_default_model(args.model)
         serve(model_path=args.model, port=args.port, host=args.host, max_pixels=args.max_pixels)
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -129,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     predict = commands.add_parser("predict", help="print the text of a line image (or the class of a glyph image)")
     predict.add_argument("image", type=Path, help="PNG or JPEG; dark ink on light paper or the reverse")
     predict.add_argument(
-        "--model", type=Path, default=Path("models/line_cnn.pt"), help="checkpoint (default: models/line_cnn.pt)"
+        "--model",
+        type=Path,
+        default=Path(READER),
+        help=f"checkpoint (default: {READER}, the line model as the evaluate stage read it; models/cnn.pt for glyphs)",
     )
     predict.add_argument(
         "--layout",
@@ -143,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=["greedy", "beam"],
         default="greedy",
         help="line models: greedy (default), or beam search with the character language model (--lm), which helps on "
-        "prose and hurts on digits and rare words. Beam width and LM weight: params.yaml's evaluate",
+        "prose and hurts on digits and rare words. Beam width and LM weight: as the model was evaluated (its record)",
     )
     predict.add_argument(
         "--lm", type=Path, default=Path("models/char_lm.npz"), help="language model (default: models/char_lm.npz)"
@@ -158,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = commands.add_parser("serve", help="start a local web page to write on and see what the model reads")
     serve.add_argument(
-        "--model", type=Path, default=Path("models/line_cnn.pt"), help="checkpoint (default: models/line_cnn.pt)"
+        "--model",
+        type=Path,
+        default=Path(READER),
+        help=f"checkpoint (default: {READER}, the line model as the evaluate stage read it; models/cnn.pt for glyphs)",
     )
     serve.add_argument("--port", type=_port, default=7860, help="default: 7860")
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")

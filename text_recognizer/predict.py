@@ -290,29 +290,56 @@ def model_input_for(
             raise PredictError(f"found {lines} lines of text; predict reads one line: crop the image to one line")
     if check_kind:
         _check_shape(loaded, glyphs)
+    box = _glyph_box(loaded)
     if loaded.kind == "char":
-        return normalize.fit_glyph(a)
+        return normalize.fit_glyph(a, box=box)
     if layout == "line":
+        if gray.shape[0] == GLYPH_SIZE:  # already an EMNISTLines-sized line: the model sees it as it trained
+            return _line_as_is(gray, window)
         return preprocess_line(gray, window_width=window)
     spaces = [False, *normalize.find_spaces(glyphs)]
     cells, gaps = [], []
     for pieces, space in zip(_resolve_touching(glyphs, loaded), spaces, strict=True):
         for k, piece in enumerate(pieces):
-            cells.append(normalize.fit_glyph(piece.ink))
+            cells.append(normalize.fit_glyph(piece.ink, box=box))
             gaps.append(space and k == 0)
     return normalize.lay_out(cells, gaps[1:], pitch=_pitch(loaded), min_width=window)
 
 
-def _pitch(loaded: LoadedModel) -> int:
-    """The mean glyph step of the lines a line checkpoint was trained on.
+def _line_as_is(gray: np.ndarray, window: int) -> np.ndarray:
+    """A 28-px-high line, only turned white on black (dark paper kept as it is) and padded to one window."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    line = (255 - gray if float(np.median(border)) > 127 else gray).astype(np.uint8)
+    return np.pad(line, ((0, 0), (0, max(0, window - line.shape[1]))))
 
-    From the overlaps in the checkpoint's `extra["emnist_lines"]` when training recorded them,
-    else params.yaml's defaults (0 to 0.33: 23 px).
+
+def _drawn(loaded: LoadedModel) -> dict:
+    """What training measured of its data (training.data_statistics): `lines` for a line checkpoint,
+    `glyphs` for a character one; empty for a checkpoint written without it (by hand, in tests)."""
+    record = loaded.extra.get("lines" if loaded.kind == "line" else "glyphs")
+    return record if isinstance(record, dict) else {}
+
+
+def _pitch(loaded: LoadedModel) -> int:
+    """The mean step between neighbouring glyphs of the lines a line checkpoint was trained on.
+
+    As training measured it on those lines; from their overlaps when only those were recorded;
+    the offline lines' 23 px for a checkpoint that records neither.
     """
-    drawn = loaded.extra.get("emnist_lines")
-    if isinstance(drawn, dict) and {"min_overlap", "max_overlap"} <= drawn.keys():
+    drawn = _drawn(loaded)
+    if "pitch" in drawn:
+        return round(float(drawn["pitch"]))
+    if {"min_overlap", "max_overlap"} <= drawn.keys():
         return normalize.pitch_for(float(drawn["min_overlap"]), float(drawn["max_overlap"]))
     return normalize.PITCH
+
+
+def _glyph_box(loaded: LoadedModel) -> int:
+    """The box a glyph is fitted into: the training glyphs' median ink box (a line's ink height for a line
+    checkpoint), so that real EMNIST's ~24 px glyphs and the offline 20 px ones are each met as trained."""
+    drawn = _drawn(loaded)
+    measured = drawn.get("ink_height" if loaded.kind == "line" else "ink_box")
+    return int(np.clip(round(float(measured)), 8, GLYPH_SIZE)) if measured is not None else GLYPH_BOX
 
 
 def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> list[list[normalize.Glyph]]:
@@ -336,9 +363,10 @@ def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> lis
     flat = [(k, option) for k, options in enumerate(choices) if len(options) > 1 for option in options]
     if not flat:
         return [options[0] for options in choices]
-    pitch = _pitch(loaded)
+    pitch, box = _pitch(loaded), _glyph_box(loaded)
     images = [
-        normalize.lay_out([normalize.fit_glyph(p.ink) for p in o], [False] * (len(o) - 1), pitch=pitch) for _, o in flat
+        normalize.lay_out([normalize.fit_glyph(p.ink, box=box) for p in o], [False] * (len(o) - 1), pitch=pitch)
+        for _, o in flat
     ]
     width = max(i.shape[1] for i in images)
     batch = np.stack([np.pad(i, ((0, 0), (0, width - i.shape[1]))) for i in images])

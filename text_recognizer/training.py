@@ -19,12 +19,14 @@ import dataclasses
 import os
 import sys
 
+import h5py
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from text_recognizer.checkpoint import MODEL_CLASSES, Kind, save_checkpoint
 from text_recognizer.data.device_loader import EmnistDataModule, EmnistLinesDataModule
+from text_recognizer.data.emnist_lines import drawn_statistics, ink_measures
 from text_recognizer.lit_models.callbacks import (
     MetricsLog,
     RecordProgress,
@@ -42,6 +44,7 @@ from text_recognizer.processes import RankZeroOutputs
 PathLike = str | os.PathLike[str]
 CHAR_SECTION, LINE_SECTION = "train_cnn", "train_line_cnn"  # their params.yaml sections, named in errors
 SECTIONS: dict[str, str] = {"char": CHAR_SECTION, "line": LINE_SECTION}
+GLYPHS_MEASURED = 4096  # train glyphs measured for the checkpoint's record of their box and stroke
 
 
 def train_char_model(
@@ -103,6 +106,7 @@ def train(
         datamodule = EmnistDataModule(data_path, batch_size=run.batch_size, seed=run.seed, augment=run.augment)
     mapping = datamodule.config()["mapping"]
     model_kwargs = {**dataclasses.asdict(model), "num_classes": len(mapping)}
+    drawn = data_statistics(data_path, kind)  # what a reader must bring its input to: in the checkpoint
 
     # The network, and the Lightning module that holds its loss, optimiser and metrics.
     pl.seed_everything(run.seed, workers=True)  # before the weights are drawn
@@ -152,6 +156,7 @@ def train(
                 mapping=mapping,
                 extra={
                     "val_metrics": metrics,
+                    "lines" if kind == "line" else "glyphs": drawn,
                     **record,
                     "world_size": trainer.world_size,
                     "num_nodes": trainer.num_nodes,
@@ -165,6 +170,15 @@ def train(
 
 
 # --- the pieces --------------------------------------------------------------------------------------
+
+
+def data_statistics(data_path: PathLike, kind: Kind) -> dict[str, float]:
+    """The training data's glyph box, stroke width and (lines) pitch and overlaps, measured from the file."""
+    if kind == "line":
+        return drawn_statistics(data_path, "train")
+    with h5py.File(data_path, "r") as f:
+        measured = ink_measures(f["train"]["images"][:GLYPHS_MEASURED])
+    return {"ink_box": measured["ink_box"], "stroke_width": measured["stroke_width"]}
 
 
 def adamw_settings(run: TrainParams) -> AdamWSettings:

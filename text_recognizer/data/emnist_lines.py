@@ -216,6 +216,21 @@ def render_lines(
     pool (G, 28, 28) uint8 with EMNIST classes `glyph_labels` (G,); glyph_index holds pool
     rows (-1 for space and padding). Lines are left-aligned; see draw_layout and composite.
     """
+    images, glyph_index, _ = _render(labels, lengths, glyphs, glyph_labels, min_overlap, max_overlap, rng)
+    return images, glyph_index
+
+
+def _render(
+    labels: np.ndarray,
+    lengths: np.ndarray,
+    glyphs: np.ndarray,
+    glyph_labels: np.ndarray,
+    min_overlap: float,
+    max_overlap: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """render_lines, plus the x offset of each position (M, L): kept in the file, so that what reads
+    these lines later can measure the pitch they were drawn at (drawn_statistics)."""
     glyphs = np.asarray(glyphs)
     if glyphs.ndim != 3 or glyphs.shape[1:] != (GLYPH_SIZE, GLYPH_SIZE) or glyphs.dtype != np.uint8:
         raise ValueError(f"glyphs must be (G, 28, 28) uint8, got {glyphs.shape} {glyphs.dtype}")
@@ -224,7 +239,7 @@ def render_lines(
     glyph_index, x = draw_layout(
         labels, lengths, glyph_labels, min_overlap=min_overlap, max_overlap=max_overlap, rng=rng
     )
-    return composite(glyph_index, x, glyphs), glyph_index
+    return composite(glyph_index, x, glyphs), glyph_index, x
 
 
 # --- the HDF5 file ---------------------------------------------------------------------------
@@ -339,20 +354,16 @@ def build_emnist_lines(
                 image_rows = max(1, _IMAGE_CHUNK_BYTES // (GLYPH_SIZE * width))
                 images_ds = _create(group, "images", (count, GLYPH_SIZE, width), np.uint8, image_rows)
                 index_ds = _create(group, "glyph_index", (count, max_length), np.int64, 4096)
+                x_ds = _create(group, "glyph_x", (count, max_length), np.int32, 4096)
                 chunks = range(0, count, CHUNK_LINES)
                 for start in tqdm(chunks, desc=f"emnist_lines {split}", unit="chunk", disable=not progress):
                     stop = min(start + CHUNK_LINES, count)
-                    images, glyph_index = render_lines(
-                        labels[start:stop],
-                        lengths[start:stop],
-                        glyphs,
-                        glyph_labels,
-                        min_overlap=min_overlap,
-                        max_overlap=max_overlap,
-                        rng=rng,
+                    images, glyph_index, x = _render(
+                        labels[start:stop], lengths[start:stop], glyphs, glyph_labels, min_overlap, max_overlap, rng
                     )
                     images_ds[start:stop] = images
                     index_ds[start:stop] = glyph_index
+                    x_ds[start:stop] = x
     if train_text_path is not None:
         write_pool_text(train_text_path, pools, "train")
     return {"lines": sizes, **pools.counts()}
@@ -425,6 +436,67 @@ def lines_stats(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
                 "pixel_mean": total / pixels,
                 "pixel_max": peak,
             }
+    return stats
+
+
+INK_LEVEL = 128  # a pixel at or above this is ink when measuring strokes and boxes (the glyphs' own midpoint)
+
+
+def ink_measures(images: np.ndarray) -> dict[str, float]:
+    """Median ink-box height and longest side, and mean stroke width, of (N, H, W) uint8 white-on-black images.
+
+    Stroke width is 2 * area / boundary of the ink (a long stroke of width w gives w), the boundary
+    counted as ink pixels' edges that touch paper; empty images are skipped.
+    """
+    ink = np.asarray(images) >= INK_LEVEL
+    rows, cols = ink.any(axis=2), ink.any(axis=1)
+    keep = rows.any(axis=1)
+    if not keep.any():
+        raise ValueError("no ink in any image: nothing to measure")
+    ink, rows, cols = ink[keep], rows[keep], cols[keep]
+
+    def extent(mask: np.ndarray) -> np.ndarray:  # last ink index - first + 1, per image
+        first = mask.argmax(axis=1)
+        last = mask.shape[1] - 1 - mask[:, ::-1].argmax(axis=1)
+        return last - first + 1
+
+    height, width = extent(rows), extent(cols)
+    padded = np.pad(ink, ((0, 0), (1, 1), (1, 1)))
+    edges = sum(
+        np.count_nonzero(padded[:, 1:-1, 1:-1] & ~np.roll(padded, shift, axis)[:, 1:-1, 1:-1])
+        for axis in (1, 2)
+        for shift in (1, -1)
+    )
+    return {
+        "ink_height": float(np.median(height)),
+        "ink_box": float(np.median(np.maximum(height, width))),
+        "stroke_width": float(2 * np.count_nonzero(ink) / max(edges, 1)),
+    }
+
+
+def drawn_statistics(path: str | os.PathLike[str], split: str = "train", max_lines: int = 2048) -> dict[str, float]:
+    """How the lines of one split were drawn, measured from the file: what a reader must reproduce.
+
+    pitch: the mean step between neighbouring positions (glyph_x); ink_height: the median height
+    of a line's ink, which for EMNIST-style glyphs is the box they were fitted into; stroke_width:
+    the ink's mean stroke width; plus the overlaps the file was drawn with. The first `max_lines`
+    lines are measured (the layout is random per line, so they are a fair sample).
+    """
+    with h5py.File(path, "r") as f:
+        group = f[split]
+        count = min(max_lines, len(group["images"]))
+        if count == 0:
+            raise ValueError(f"{path}: split {split!r} has no lines to measure")
+        lengths = group["lengths"][:count]
+        measured = ink_measures(group["images"][:count])
+        stats = {"ink_height": measured["ink_height"], "stroke_width": measured["stroke_width"]}
+        stats.update({k: float(f.attrs[k]) for k in ("min_overlap", "max_overlap") if k in f.attrs})
+        if "glyph_x" in group:
+            x = group["glyph_x"][:count].astype(np.int64)
+            inside = np.arange(1, x.shape[1]) < lengths[:, None]  # step k -> k+1 lies within the text
+            steps = np.diff(x, axis=1)[inside]
+            if steps.size:
+                stats["pitch"] = float(steps.mean())
     return stats
 
 
