@@ -130,6 +130,20 @@ def test_input_lengths_are_respected() -> None:
     assert result.labels[3] == [] and result.ctc_log_probs[3] == 0.0  # no steps: the empty line, surely
 
 
+def test_input_lengths_with_the_lm_match_lines_decoded_alone() -> None:
+    """A finished line keeps its LM state and row while the others go on: as if decoded on its own."""
+    lm = CharLM.fit("abc\nabcabc\nab\ncab\nbca\naab\nc", 3, tokens=TOY)
+    logits = toy_logits(np.random.default_rng(6), 4, 4, 7)
+    lengths = torch.tensor([7, 4, 2, 0])
+    settings = {"beam_width": 3, "lm": lm, "lm_weight": 1.0, "excluded": (), "top_k": 2}
+    result = beam_search(logits, input_lengths=lengths, **settings)
+    for i, n in enumerate(lengths.tolist()):
+        alone = beam_search(logits[i : i + 1, :, :n], **settings)
+        assert result.labels[i] == alone.labels[0]
+        assert result.scores[i] == pytest.approx(alone.scores[0], abs=1e-12)
+        assert result.lm_log_probs[i] == pytest.approx(alone.lm_log_probs[0], abs=1e-12)
+
+
 def test_padding_token_is_never_emitted() -> None:
     logits = torch.zeros(1, len(LINE_TOKENS), 4)
     logits[0, PAD_INDEX] = 10.0
