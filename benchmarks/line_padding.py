@@ -25,13 +25,18 @@ import numpy as np
 import torch
 from machine import cpu_name
 
+from text_recognizer.data.augmentation import augmentation
 from text_recognizer.data.device_loader import EmnistLinesDataModule
 from text_recognizer.data.emnist_lines import encode_texts, render_lines
 from text_recognizer.data.sentences import load_brown_text, sample_phrases
 from text_recognizer.data.synthetic import render_glyphs, write_brown_corpus
+from text_recognizer.line_geometry import ink_extents, line_widths
 from text_recognizer.lit_models.ctc import ctc_loss
 from text_recognizer.metadata import LINE_TOKENS
-from text_recognizer.models.line_cnn import LineCNN, ink_extents, line_widths
+from text_recognizer.models.line_cnn import LineCNN
+from text_recognizer.params import load_section
+
+PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
 
 MAX_LENGTH, MIN_OVERLAP, MAX_OVERLAP = 32, 0.0, 0.33  # params.yaml's emnist_lines
 
@@ -59,10 +64,13 @@ def time_steps(path: Path, args: argparse.Namespace) -> dict[bool, tuple[float, 
     Interleaving and CPU time keep the comparison fair on a machine that other work shares.
     """
     runs, samples = {}, {False: [], True: []}
+    line_model = load_section("line_model", PARAMS_YAML, width=16, fc_dim=64, head=args.head)
+    warp = augmentation(load_section("train_line_cnn", PARAMS_YAML, augment=True))
+    window = {"window_width": line_model.window_width, "window_stride": line_model.window_stride}
     for crop in (False, True):
-        data = EmnistLinesDataModule(path, batch_size=args.batch_size, seed=0, augment=True, crop=crop)
+        data = EmnistLinesDataModule(path, batch_size=args.batch_size, seed=0, augment=warp, crop=crop, **window)
         torch.manual_seed(0)
-        model = LineCNN(width=16, fc_dim=64, head=args.head).train()
+        model = LineCNN(**vars(line_model)).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.05)
         runs[crop] = (iter(data.train_dataloader()), model, optimizer, data.image_width)
     for step in range(3 + args.steps):
@@ -97,7 +105,9 @@ def main() -> None:
         write_lines(path, args.lines)
         with h5py.File(path) as f:
             images = torch.from_numpy(f["train/images"][:])
-        widths = line_widths(ink_extents(images), images.shape[2]).float() / images.shape[2]
+        line_model = load_section("line_model", PARAMS_YAML)
+        widths = line_widths(ink_extents(images), images.shape[2], line_model.window_width, line_model.window_stride)
+        widths = widths.float() / images.shape[2]
         (slow, slow_cpu, _), (fast, fast_cpu, kept) = time_steps(path, args).values()
     print(f"# {args.lines} lines, batch {args.batch_size}, head {args.head}, {args.steps} steps each, interleaved")
     print(f"uncropped: {slow:.3f} s/step wall (median), {slow_cpu:.3f} s/step CPU")

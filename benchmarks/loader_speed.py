@@ -30,10 +30,9 @@ from loaders import (
     on_device,
     project_loader,
     tile,
+    warp,
 )
 from machine import arguments, report, start, sync
-
-from text_recognizer.data.device_loader import CHAR_AUGMENTATION, LINE_AUGMENTATION
 
 # glyphs per epoch (a multiple of every batch size, so no partial batch), epochs timed, glyphs per class drawn
 SIZES = {
@@ -72,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, Any] = {"sizes": size, "recipe": recipe.describe()}
     rows = (
-        ("glyphs", tile((glyphs, labels), size["samples"]), recipe.train_cnn.batch_size, CHAR_AUGMENTATION),
-        ("lines", tile(lines, n_lines), recipe.train_line_cnn.batch_size, LINE_AUGMENTATION),
+        ("glyphs", tile((glyphs, labels), size["samples"]), recipe.train_cnn.batch_size, warp(recipe.train_cnn)),
+        ("lines", tile(lines, n_lines), recipe.train_line_cnn.batch_size, warp(recipe.train_line_cnn)),
     )
     failed = False
     for name, arrays, batch, aug in rows:

@@ -23,15 +23,24 @@ from machine import REPO, override, random_texts
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from text_recognizer.data.device_loader import Augmentation, DeviceLoader
+from text_recognizer.data.augmentation import Augmentation, augmentation
+from text_recognizer.data.device_loader import DeviceLoader
 from text_recognizer.data.emnist_lines import encode_texts, render_lines
 from text_recognizer.data.synthetic import render_glyphs
-from text_recognizer.lit_models.classifier import LABEL_SMOOTHING
 from text_recognizer.lit_models.optim import AdamWSettings, configure_adamw
 from text_recognizer.metadata import NUM_EMNIST_CLASSES
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier
-from text_recognizer.params import EmnistLinesParams, LineModelParams, ModelParams, TrainParams, from_dict, load_params
+from text_recognizer.params import (
+    CharTrainParams,
+    EmnistLinesParams,
+    LineModelParams,
+    LineTrainParams,
+    ModelParams,
+    TrainParams,
+    from_dict,
+    load_params,
+)
 
 SEED = 0
 Batch = tuple[torch.Tensor, ...]
@@ -131,8 +140,16 @@ def fmt_rate(values: list[float] | None) -> str:
     return f"{mean:>11,.0f} ± {std:<8,.0f}" if len(values) > 1 else f"{mean:>11,.0f}   (n=1)  "
 
 
-def char_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits, labels, label_smoothing=LABEL_SMOOTHING)  # as CharClassifier
+def char_loss(run: CharTrainParams) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The cross-entropy of CharClassifier, with the run's label smoothing."""
+    return lambda logits, labels: F.cross_entropy(logits, labels, label_smoothing=run.label_smoothing)
+
+
+def warp(run: TrainParams) -> Augmentation:
+    """The run's augmentation bounds, also when its `augment` is false (the loader benchmarks time the warp)."""
+    aug = augmentation(dataclasses.replace(run, augment=True))
+    assert aug is not None
+    return aug
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, batch: Batch) -> None:
@@ -151,8 +168,8 @@ class Recipe:
 
     model: ModelParams
     line_model: LineModelParams
-    train_cnn: TrainParams
-    train_line_cnn: TrainParams
+    train_cnn: CharTrainParams
+    train_line_cnn: LineTrainParams
     lines: EmnistLinesParams
     baseline_batch: int = 128  # the FSDL labs' default
     quick: bool = False
@@ -162,7 +179,7 @@ class Recipe:
         """params.yaml with `-S section.key=value` overrides; quick: every path runs, in seconds."""
         params = override(load_params(REPO / "params.yaml"), overrides)
         sections = ("model", "line_model", "train_cnn", "train_line_cnn", "emnist_lines")
-        kinds = (ModelParams, LineModelParams, TrainParams, TrainParams, EmnistLinesParams)
+        kinds = (ModelParams, LineModelParams, CharTrainParams, LineTrainParams, EmnistLinesParams)
         recipe = cls(*(from_dict(kind, name, params.get(name)) for kind, name in zip(kinds, sections, strict=True)))
         if quick:  # tiny models and short lines too: the figures mean nothing, the code paths all run
             recipe.baseline_batch, recipe.quick = 32, True

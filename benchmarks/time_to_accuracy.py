@@ -27,7 +27,8 @@ from loaders import Recipe, baseline_loader, char_loss, make_glyphs, on_device, 
 from machine import arguments, report, start, sync
 from torch import nn
 
-from text_recognizer.data.device_loader import CHAR_AUGMENTATION, DeviceLoader
+from text_recognizer.data.augmentation import augmentation
+from text_recognizer.data.device_loader import DeviceLoader
 from text_recognizer.metadata import NUM_EMNIST_CLASSES
 
 Build, MakeLoader, Val = Callable[[], nn.Module], Callable[[], Iterable], tuple[torch.Tensor, torch.Tensor]
@@ -154,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         curve, why = fit(
             lambda w=width: recipe.resnet(w, device),
             optimizer,
-            lambda: project_loader(train, run.batch_size, CHAR_AUGMENTATION if run.augment else None, device),
-            char_loss,
+            lambda: project_loader(train, run.batch_size, augmentation(run), device),
+            char_loss(run),
             run.epochs,
             val,
             target,

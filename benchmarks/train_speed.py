@@ -38,10 +38,10 @@ from loaders import (
     project_loader,
     tile,
     train_step,
+    warp,
 )
 from machine import arguments, report, start, sync
 
-from text_recognizer.data.device_loader import CHAR_AUGMENTATION, LINE_AUGMENTATION
 from text_recognizer.lit_models.ctc import ctc_loss
 
 # per column: samples timed (lines: / max_length), in `repeats` chunks, after `warmup` steps
@@ -127,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"sizes": size, "compile": args.compile, "recipe": recipe.describe()}
     for name, build, run in rows:
         is_line = name.startswith("LineCNN")
-        data, loss_fn, aug = (lines, ctc_loss, LINE_AUGMENTATION) if is_line else (chars, char_loss, CHAR_AUGMENTATION)
+        data, loss_fn, aug = (
+            (lines, ctc_loss, warp(recipe.train_line_cnn))
+            if is_line
+            else (chars, char_loss(recipe.train_cnn), warp(recipe.train_cnn))
+        )
         try:
             torch.manual_seed(0)
             model = build()

@@ -23,10 +23,10 @@ def main(argv: list[str]) -> None:
     run_params = section(TrainParams, "train_cnn")
     require_h5(emnist_h5, made_by="emnist_hdf5")
 
-    from text_recognizer.training import train_char_model  # heavy import only after the params passed
+    from text_recognizer.training import train  # heavy import only after the params passed
 
     # Runs once per process under ddp; the library writes both outputs, atomically, on rank 0 only.
-    metrics = train_char_model(
+    metrics = train(
         Path(emnist_h5),
         model,
         run_params,

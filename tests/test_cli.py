@@ -18,7 +18,14 @@ from text_recognizer.cli import main
 from text_recognizer.metadata import CHAR_TO_LINE_INDEX, LINE_TOKENS, PAD_INDEX
 from text_recognizer.models.line_cnn import LineCNN
 
-LINE_KWARGS = {"num_classes": len(LINE_TOKENS), "width": 8, "fc_dim": 16, "window_width": 28, "window_stride": 8}
+LINE_KWARGS = {
+    "num_classes": len(LINE_TOKENS),
+    "width": 8,
+    "fc_dim": 16,
+    "window_width": 28,
+    "window_stride": 8,
+    "dropout": 0.2,
+}
 
 
 def test_show_lines_on_a_missing_file_is_one_clear_error(tmp_path: Path, capsys):

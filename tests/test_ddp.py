@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from tests import train_stage
 from tests.train_stage import STAGE, write_emnist_h5
 from text_recognizer.checkpoint import load_checkpoint
-from text_recognizer.lit_models.classifier import LABEL_SMOOTHING
 from text_recognizer.params import ModelParams, ParamError, TrainParams, load_section
-from text_recognizer.training import resolve_hardware, train_char_model
+from text_recognizer.training import resolve_hardware, train
 
 pytestmark = pytest.mark.slow
 
@@ -101,9 +100,7 @@ def test_two_process_ddp_stage_writes_one_checkpoint_and_one_metrics_folder(emni
 
     # The same data and batch size on one process: twice the steps per epoch (one epoch, to save time).
     single = train_params(**{**RUN, "epochs": 1, "devices": 1, "strategy": "auto"})
-    train_char_model(
-        cwd / "emnist.h5", model_params(), single, checkpoint_path=tmp_path / "one.pt", log_dir=tmp_path / "one"
-    )
+    train(cwd / "emnist.h5", model_params(), single, checkpoint_path=tmp_path / "one.pt", log_dir=tmp_path / "one")
     assert load_checkpoint(tmp_path / "one.pt").extra["global_step"] == 2 * extra["global_step"] // RUN["epochs"]
 
     # The logged val metrics are global (synced over both ranks' halves), and are those of the saved weights.
@@ -113,8 +110,8 @@ def test_two_process_ddp_stage_writes_one_checkpoint_and_one_metrics_folder(emni
     with torch.no_grad():
         logits = loaded.model(x)
 
-    def loss(rows: slice) -> float:
-        return float(F.cross_entropy(logits[rows], y[rows], label_smoothing=LABEL_SMOOTHING))
+    def loss(rows: slice) -> float:  # with the run's label smoothing, as the checkpoint records it
+        return float(F.cross_entropy(logits[rows], y[rows], label_smoothing=extra["train"]["label_smoothing"]))
 
     half = len(y) // 2  # rank 0's shard of the unshuffled val split
     assert extra["val_metrics"]["val/loss"] == pytest.approx(loss(slice(None)), abs=1e-5)

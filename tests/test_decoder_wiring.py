@@ -19,7 +19,7 @@ from text_recognizer.metadata import CHAR_TO_LINE_INDEX, LINE_TOKENS, PAD_INDEX
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.predict import load_model
 
-KWARGS = {"width": 8, "fc_dim": 16}
+KWARGS = {"width": 8, "fc_dim": 16, "window_width": 28, "window_stride": 8, "dropout": 0.2, "head": "none"}
 TEXTS = ["ab", "a", "ba c", "cab"]
 
 
@@ -85,24 +85,45 @@ def test_both_decoders_read_the_same_logits_and_the_first_one_leads(checkpoint: 
 
 
 def test_cli_predict_decoder_choice(checkpoint: Path, tmp_path: Path, capsys, monkeypatch):
+    """--decoder beam reads with the settings and the LM the checkpoint records (evaluate's reader), from any folder."""
     from PIL import Image, ImageDraw, ImageFont
+
+    from text_recognizer.checkpoint import save_with_extra
+    from text_recognizer.data.download import file_digest
 
     image = Image.new("L", (200, 60), 255)
     ImageDraw.Draw(image).text((10, 10), "ab ca", fill=0, font=ImageFont.load_default(size=36))
     png = tmp_path / "line.png"
     image.save(png)
-    monkeypatch.chdir(tmp_path)  # no params.yaml here: the shipped beam settings
-    missing = cli.main(["predict", str(png), "--model", str(checkpoint), "--decoder", "beam", "--lm", "none.npz"])
-    assert missing == 1 and "no language model at none.npz" in capsys.readouterr().err
-    bad = tmp_path / "bad.npz"
-    bad.write_bytes(b"not a model")
-    assert cli.main(["predict", str(png), "--model", str(checkpoint), "--decoder", "beam", "--lm", str(bad)]) == 1
-    assert "not a language model" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("evaluate:\n  beam_width: x\n")  # not read: a broken one proves it
     lm_path = tmp_path / "char_lm.npz"
     CharLM.fit("ab ca\nab\n" * 20, order=3).save(lm_path)
-    for decoder in ("beam", "greedy"):
-        code = cli.main(["predict", str(png), "--model", str(checkpoint), "--decoder", decoder, "--lm", str(lm_path)])
+
+    def predict(model: Path, lm: Path, decoder: str = "beam") -> tuple[int, str, str]:
+        code = cli.main(["predict", str(png), "--model", str(model), "--decoder", decoder, "--lm", str(lm)])
         out, err = capsys.readouterr()
+        return code, out, err
+
+    code, _, err = predict(checkpoint, lm_path)  # trained, never evaluated: no decoder settings to read with
+    assert code == 1 and "records no decoder settings" in err
+    reader = tmp_path / "line_reader.pt"
+    reading = {"decoder": "beam", "beam_width": 4, "lm_weight": 0.5, "lm_sha256": file_digest(lm_path)}
+    save_with_extra(checkpoint, reader, reading=reading)
+    code, _, err = predict(reader, tmp_path / "none.npz")
+    assert code == 1 and "no language model at" in err and "none.npz" in err
+    other = tmp_path / "other.npz"
+    CharLM.fit("ca ab\n" * 20, order=2).save(other)
+    code, _, err = predict(reader, other)
+    assert code == 1 and "is not the language model" in err
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a model")
+    save_with_extra(checkpoint, reader, reading={**reading, "lm_sha256": file_digest(bad)})
+    code, _, err = predict(reader, bad)
+    assert code == 1 and "not a language model" in err
+    save_with_extra(checkpoint, reader, reading=reading)
+    for decoder in ("beam", "greedy"):
+        code, out, err = predict(reader, lm_path, decoder)
         assert (code == 0 and out.strip()) or (code == 1 and "read no characters" in err), (decoder, out, err)
 
 

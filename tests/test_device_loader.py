@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from text_recognizer.data.device_loader import (
-    CHAR_AUGMENTATION,
-    LINE_AUGMENTATION,
-    POOL_BATCHES,
-    DeviceLoader,
-    EmnistLinesDataModule,
-    epoch_seed,
-)
+from text_recognizer.data.augmentation import Augmentation
+from text_recognizer.data.device_loader import POOL_BATCHES, DeviceLoader, EmnistLinesDataModule, epoch_seed
+from text_recognizer.line_geometry import crop_lines, line_widths, output_lengths
 from text_recognizer.lit_models.ctc import ctc_loss, greedy_decode
 from text_recognizer.metadata import CHAR_TO_LINE_INDEX, GLYPH_SIZE, LINE_TOKENS, PAD_INDEX
-from text_recognizer.models.line_cnn import LineCNN, crop_lines, line_widths, output_lengths
+from text_recognizer.models.line_cnn import LineCNN
+
+WINDOW = {"window_width": 28, "window_stride": 8}  # the lines' window in these tests (params.yaml's line_model)
 
 
 def _order(seed: int, epoch: int, n: int = 50) -> list[int]:
@@ -92,9 +89,12 @@ def test_shuffled_lines_are_batched_by_width_within_pools_and_still_visit_each_l
 def test_loader_refuses_to_crop_under_a_warp_that_moves_ink_sideways() -> None:
     images, widths = torch.zeros(4, 28, 56, dtype=torch.uint8), torch.full((4,), 40)
     options = {"batch_size": 2, "shuffle": True, "seed": 0, "drop_last": False, "widths": widths}
-    with pytest.raises(ValueError, match="augmentation"):
-        DeviceLoader(images, torch.arange(4), augment=CHAR_AUGMENTATION, **options)  # type: ignore[arg-type]
-    DeviceLoader(images, torch.arange(4), augment=LINE_AUGMENTATION, **options)  # type: ignore[arg-type]
+    for sideways in (Augmentation((2.0, 2.0), (0.0, 0.0), 0.0), Augmentation((0.0, 0.0), (0.1, 0.0), 0.0),
+                     Augmentation((0.0, 0.0), (0.0, 0.0), 1.0)):  # fmt: skip
+        with pytest.raises(ValueError, match="augmentation"):
+            DeviceLoader(images, torch.arange(4), augment=sideways, **options)  # type: ignore[arg-type]
+    vertical = Augmentation(shift=(0.0, 2.0), scale=(0.0, 0.1), rotation=0.0)
+    DeviceLoader(images, torch.arange(4), augment=vertical, **options)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="widths"):
         DeviceLoader(images, torch.arange(4), **{**options, "widths": torch.full((3,), 40)})  # type: ignore[arg-type]
 
@@ -131,21 +131,21 @@ TEXTS = ["a", "hello", "ab cd", "xyz", "the quick fox", "jump", "aabb", "o", "no
 def test_cropped_batches_give_the_uncropped_loss_and_decode_of_each_line_alone(tmp_path: Path) -> None:
     path = _write_lines(tmp_path / "lines.h5", TEXTS, max_length=16)
     torch.manual_seed(0)
-    model = LineCNN(width=8, fc_dim=16)
+    model = LineCNN(width=8, fc_dim=16, dropout=0.2, head="none", **WINDOW)
     model(torch.rand(4, 1, 28, 64))  # BN running statistics away from their defaults
     for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
         bn.bias.data.uniform_(-1, 1)  # blank columns then activate, unlike the convs' zero padding
     model.eval()
 
     def batches(crop: bool) -> list[tuple[torch.Tensor, ...]]:
-        module = EmnistLinesDataModule(path, batch_size=4, seed=0, augment=False, crop=crop)
+        module = EmnistLinesDataModule(path, batch_size=4, seed=0, augment=None, crop=crop, **WINDOW)
         return list(module.val_dataloader())
 
     cropped, full = batches(True), batches(False)
     assert [x.shape[-1] for x, *_ in full] == [GLYPH_SIZE * 16] * 3
     assert all(c[0].shape[-1] < f[0].shape[-1] for c, f in zip(cropped, full, strict=True))
     ink = torch.tensor([GLYPH_SIZE * len(t) for t in TEXTS])
-    expected_lengths = output_lengths(line_widths(ink, GLYPH_SIZE * 16))
+    expected_lengths = output_lengths(line_widths(ink, GLYPH_SIZE * 16, 28, 8), 28, 8)
     assert torch.equal(torch.cat([b[3] for b in cropped]), expected_lengths)
     with torch.no_grad():
         for (xc, labels, lengths, steps), (xf, *targets) in zip(cropped, full, strict=True):
@@ -154,23 +154,32 @@ def test_cropped_batches_give_the_uncropped_loss_and_decode_of_each_line_alone(t
             torch.testing.assert_close(
                 ctc_loss(logits_c, labels, lengths, steps), ctc_loss(logits_f, labels, lengths, steps)
             )
-            alone = [greedy_decode(model(line, n), n)[0] for line, n in map(crop_lines, xf.split(1))]
+            alone = [greedy_decode(model(line, n), n)[0] for line, n in (crop_lines(x, 28, 8) for x in xf.split(1))]
             assert greedy_decode(logits_c, steps) == alone == greedy_decode(logits_f, steps)
 
 
-def test_line_widths_come_from_the_file_when_it_has_them(tmp_path: Path) -> None:
-    extents = [GLYPH_SIZE * len(t) for t in TEXTS]
-    stored = [e + 40 for e in extents]
-    path = _write_lines(tmp_path / "lines.h5", TEXTS, max_length=16, widths=stored)
-    module = EmnistLinesDataModule(path, batch_size=len(TEXTS), seed=0, augment=False)
+def test_line_widths_are_measured_from_the_ink_whatever_the_file_says(tmp_path: Path) -> None:
+    """A `widths` dataset (nothing writes one) is not read: the CTC lengths come from the ink, as evaluate's do."""
+    extents = [GLYPH_SIZE * len(t) - 5 for t in TEXTS]
+    path = _write_lines(tmp_path / "lines.h5", TEXTS, max_length=16, extents=extents, widths=[e + 40 for e in extents])
+    module = EmnistLinesDataModule(path, batch_size=len(TEXTS), seed=0, augment=None, **WINDOW)
     (_, _, _, steps), *_ = list(module.val_dataloader())
-    assert torch.equal(steps, output_lengths(line_widths(torch.tensor(stored), GLYPH_SIZE * 16)))
+    assert torch.equal(steps, output_lengths(line_widths(torch.tensor(extents), GLYPH_SIZE * 16, 28, 8), 28, 8))
 
 
 def test_lines_ctc_cannot_align_are_refused_at_setup(tmp_path: Path) -> None:
     """'1111' needs 7 steps (4 characters, 3 blanks between equal neighbours); a 28-px stride gives it 5."""
     path = _write_lines(tmp_path / "lines.h5", ["1111", "12", "1234", "7"], max_length=5)
-    strided = EmnistLinesDataModule(path, batch_size=2, seed=0, augment=False, window_stride=28)
+    strided = EmnistLinesDataModule(path, batch_size=2, seed=0, augment=None, window_width=28, window_stride=28)
     with pytest.raises(ValueError, match=r"1 of 4 train lines .* needs 7 steps and gets 5.*window_stride \(28\)"):
         strided.setup()
-    EmnistLinesDataModule(path, batch_size=2, seed=0, augment=False, window_stride=8).setup()
+    EmnistLinesDataModule(path, batch_size=2, seed=0, augment=None, window_width=28, window_stride=8).setup()
+
+
+def test_the_line_module_trains_with_the_warp_it_is_given(tmp_path: Path) -> None:
+    """augment: an Augmentation (a train section's, data.augmentation.augmentation(run)) or None."""
+    path = _write_lines(tmp_path / "lines.h5", TEXTS, max_length=16)
+    warp = Augmentation(shift=(0.0, 1.0), scale=(0.0, 0.05), rotation=0.0)
+    for augment, expected in ((warp, warp), (None, None)):
+        module = EmnistLinesDataModule(path, batch_size=4, seed=0, augment=augment, **WINDOW)
+        assert module.train_dataloader().augment == expected and module.val_dataloader().augment is None

@@ -25,9 +25,9 @@ from text_recognizer.data.emnist_lines import (
 )
 from text_recognizer.data.sentences import load_text_pools, sample_phrases
 from text_recognizer.errors import MissingInputError
-from text_recognizer.lit_models.ctc import ctc_steps_needed, ctc_steps_needed_rows
+from text_recognizer.line_geometry import ctc_steps_bound, ctc_steps_needed, ctc_steps_needed_rows
 from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS, PAD_INDEX, SPACE_INDEX
-from text_recognizer.params import ParamError, ctc_steps_bound
+from text_recognizer.params import ParamError
 
 INK = {"train": 101, "val": 102, "test": 103}  # each split's glyphs are drawn with their own pixel value
 PER_CLASS = {"train": 3, "val": 2, "test": 2}

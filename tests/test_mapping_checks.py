@@ -20,12 +20,14 @@ def h5_with_mapping(path: Path, mapping: list[str] | None) -> Path:
     return path
 
 
-@pytest.mark.parametrize("module", [EmnistDataModule, EmnistLinesDataModule])
+@pytest.mark.parametrize(
+    ("module", "window"), [(EmnistDataModule, {}), (EmnistLinesDataModule, {"window_width": 28, "window_stride": 8})]
+)
 @pytest.mark.parametrize("mapping", [None, ["x", "y"]])
-def test_data_modules_refuse_a_foreign_mapping(tmp_path: Path, module, mapping):
+def test_data_modules_refuse_a_foreign_mapping(tmp_path: Path, module, window, mapping):
     path = h5_with_mapping(tmp_path / "data.h5", mapping)
     with pytest.raises(ValueError, match="mapping"):
-        module(path, batch_size=4, seed=0, augment=False)
+        module(path, batch_size=4, seed=0, augment=None, **window)
 
 
 def test_sample_grid_refuses_a_foreign_mapping(tmp_path: Path):

@@ -6,10 +6,8 @@ import pytest
 import torch
 
 from text_recognizer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS
-from text_recognizer.models.line_cnn import (
+from text_recognizer.line_geometry import (
     RIGHT_CONTEXT,
-    LineCNN,
     crop_lines,
     crop_width,
     ink_extents,
@@ -17,7 +15,22 @@ from text_recognizer.models.line_cnn import (
     output_length,
     output_lengths,
 )
+from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS
+from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier, stage_sizes
+
+# The networks have no defaults (training passes params.yaml's sections); these tests' base networks, which
+# each test changes where it needs to.
+CHAR_NET = {"num_blocks": 3, "width": 64, "dropout": 0.2}
+LINE_NET = {"width": 64, "window_width": 28, "window_stride": 8, "fc_dim": 256, "dropout": 0.2, "head": "none"}
+
+
+def resnet(**changes) -> ResNetClassifier:
+    return ResNetClassifier(**{**CHAR_NET, **changes})
+
+
+def line_cnn(**changes) -> LineCNN:
+    return LineCNN(**{**LINE_NET, **changes})
 
 
 @pytest.mark.parametrize(
@@ -31,7 +44,7 @@ def test_stage_sizes(num_blocks, sizes):
 @pytest.mark.parametrize("num_blocks", [1, 2, 3, 4, 8])
 @pytest.mark.parametrize("width", [8, 16])
 def test_resnet_output_shape_and_downsampling(num_blocks, width):
-    model = ResNetClassifier(num_blocks=num_blocks, width=width)
+    model = resnet(num_blocks=num_blocks, width=width)
     features = model.blocks(model.stem(torch.rand(3, 1, 28, 28)))
     stages = len(stage_sizes(num_blocks))
     side = {1: 14, 2: 7, 3: 4}[stages]  # after the stride-2 stem
@@ -43,12 +56,12 @@ def test_resnet_output_shape_and_downsampling(num_blocks, width):
 
 def test_resnet_rejects_zero_blocks():
     with pytest.raises(ValueError, match="num_blocks"):
-        ResNetClassifier(num_blocks=0)
+        resnet(num_blocks=0)
 
 
 def test_resnet_channels_last_and_bf16_match_fp32():
     torch.manual_seed(0)
-    model = ResNetClassifier(num_blocks=2, width=8).eval()
+    model = resnet(num_blocks=2, width=8).eval()
     x = torch.rand(4, 1, 28, 28)
     expected = model(x)
     model_cl = model.to(memory_format=torch.channels_last)
@@ -63,7 +76,7 @@ def test_resnet_channels_last_and_bf16_match_fp32():
 @pytest.mark.parametrize("image_width", [28, 28 * 4, 28 * 8 + 6, 28 * 32, 57])
 @pytest.mark.parametrize(("window_width", "window_stride"), [(28, 8), (28, 28), (16, 2), (20, 6)])
 def test_line_cnn_output_length(image_width, window_width, window_stride):
-    model = LineCNN(width=8, fc_dim=8, window_width=window_width, window_stride=window_stride).eval()
+    model = line_cnn(width=8, fc_dim=8, window_width=window_width, window_stride=window_stride).eval()
     out = model(torch.rand(2, 1, 28, image_width))
     expected = (image_width - window_width) // window_stride + 1
     assert out.shape == (2, len(LINE_TOKENS), expected)
@@ -71,14 +84,14 @@ def test_line_cnn_output_length(image_width, window_width, window_stride):
 
 
 def test_line_cnn_default_is_32_chars_in_109_steps():
-    model = LineCNN(width=8, fc_dim=8).eval()
+    model = line_cnn(width=8, fc_dim=8).eval()
     assert model(torch.rand(1, 1, 28, 28 * 32)).shape == (1, 65, 109)
 
 
 def test_line_cnn_windows_are_local():
     """Changing pixels far right of window 0 (beyond its receptive field) leaves output 0 unchanged."""
     torch.manual_seed(0)
-    model = LineCNN(width=8, fc_dim=8).eval()
+    model = line_cnn(width=8, fc_dim=8).eval()
     x = torch.rand(1, 1, 28, 28 * 4)
     y = x.clone()
     y[..., 28 + 8 :] = torch.rand_like(y[..., 28 + 8 :])
@@ -89,10 +102,10 @@ def test_line_cnn_windows_are_local():
 
 def test_line_cnn_validation():
     with pytest.raises(ValueError, match="window_width"):
-        LineCNN(window_width=27)
+        line_cnn(window_width=27)
     with pytest.raises(ValueError, match="window_stride"):
-        LineCNN(window_stride=3)
-    model = LineCNN(width=8, fc_dim=8).eval()
+        line_cnn(window_stride=3)
+    model = line_cnn(width=8, fc_dim=8).eval()
     with pytest.raises(ValueError, match="narrower than window_width"):
         model(torch.rand(1, 1, 28, 20))
     with pytest.raises(ValueError, match=r"\(B, 1, 28, W\)"):
@@ -100,7 +113,7 @@ def test_line_cnn_validation():
 
 
 def test_line_cnn_channels_last_and_bf16():
-    model = LineCNN(width=8, fc_dim=8).eval().to(memory_format=torch.channels_last)
+    model = line_cnn(width=8, fc_dim=8).eval().to(memory_format=torch.channels_last)
     x = torch.rand(2, 1, 28, 28 * 4).to(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)
@@ -111,7 +124,7 @@ def test_line_cnn_channels_last_and_bf16():
 def test_checkpoint_round_trip_identical_outputs(tmp_path):
     torch.manual_seed(0)
     kwargs = {"num_blocks": 2, "width": 8, "dropout": 0.1}
-    model = ResNetClassifier(**kwargs)
+    model = resnet(**kwargs)
     model.train()
     model(torch.rand(8, 1, 28, 28))  # move the BN running stats away from their defaults
     model.eval()
@@ -136,10 +149,14 @@ def test_checkpoint_round_trip_identical_outputs(tmp_path):
 
 
 def test_checkpoint_strips_compile_prefix(tmp_path):
-    model = LineCNN(width=8, fc_dim=8).eval()
+    model = line_cnn(width=8, fc_dim=8).eval()
     state = {f"_orig_mod.{k}": v for k, v in model.state_dict().items()}
     save_checkpoint(
-        tmp_path / "line.pt", kind="line", model_kwargs={"width": 8, "fc_dim": 8}, state_dict=state, mapping=LINE_TOKENS
+        tmp_path / "line.pt",
+        kind="line",
+        model_kwargs={**LINE_NET, "width": 8, "fc_dim": 8},
+        state_dict=state,
+        mapping=LINE_TOKENS,
     )
     raw = torch.load(tmp_path / "line.pt", weights_only=True)
     assert not any("_orig_mod" in k for k in raw["state_dict"])
@@ -177,7 +194,7 @@ def _shake_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
 def test_old_line_checkpoint_loads_as_head_none_with_the_old_outputs(tmp_path):
     """A checkpoint without `head` (all written before it) loads strictly and computes what the old forward did."""
     torch.manual_seed(0)
-    model = _shake_batchnorm(LineCNN(width=8, fc_dim=8))
+    model = _shake_batchnorm(line_cnn(width=8, fc_dim=8))
     assert list(model.state_dict()) == _OLD_LINE_KEYS
     old_kwargs = {"width": 8, "window_width": 28, "window_stride": 8, "fc_dim": 8, "dropout": 0.2, "num_classes": 65}
     save_checkpoint(
@@ -195,11 +212,11 @@ def test_old_line_checkpoint_loads_as_head_none_with_the_old_outputs(tmp_path):
 @pytest.mark.parametrize("head", ["lstm", "transformer"])
 def test_line_cnn_context_heads_shapes_checkpoint_and_context(tmp_path, head):
     torch.manual_seed(0)
-    model = LineCNN(width=8, fc_dim=16, head=head).eval()
+    model = line_cnn(width=8, fc_dim=16, head=head).eval()
     x = torch.rand(3, 1, 28, 28 * 6)
     out = model(x)
     assert out.shape == (3, len(LINE_TOKENS), model.output_length(x.shape[3]))
-    kwargs = {"width": 8, "fc_dim": 16, "head": head}
+    kwargs = {**LINE_NET, "width": 8, "fc_dim": 16, "head": head}
     save_checkpoint(
         tmp_path / "l.pt", kind="line", model_kwargs=kwargs, state_dict=model.state_dict(), mapping=LINE_TOKENS
     )
@@ -211,7 +228,7 @@ def test_line_cnn_context_heads_shapes_checkpoint_and_context(tmp_path, head):
     y[..., 28 * 4 :] = torch.rand_like(y[..., 28 * 4 :])
     assert not torch.allclose(model(y)[..., 0], out[..., 0])
     with pytest.raises(ValueError, match="head"):
-        LineCNN(head="gru")  # type: ignore[arg-type]
+        line_cnn(head="gru")  # type: ignore[arg-type]
 
 
 def test_line_widths_sit_on_the_window_lattice():
@@ -235,7 +252,7 @@ def test_cropped_lines_give_the_full_width_logits_within_their_lengths(head, win
     """Cropping a batch to its widest line changes no logit a line owns (eval mode: BN without batch statistics)."""
     torch.manual_seed(0)
     model = _shake_batchnorm(
-        LineCNN(width=8, fc_dim=16, window_width=window_width, window_stride=window_stride, head=head)
+        line_cnn(width=8, fc_dim=16, window_width=window_width, window_stride=window_stride, head=head)
     )
     x = torch.zeros(4, 1, 28, 28 * 8)
     for i, extent in enumerate([31, 97, 150, 60]):  # the widest stays well inside the image: the crop binds
@@ -251,8 +268,8 @@ def _save_char(path):
     save_checkpoint(
         path,
         kind="char",
-        model_kwargs={"num_blocks": 1, "width": 8},
-        state_dict=ResNetClassifier(num_blocks=1, width=8).state_dict(),
+        model_kwargs={**CHAR_NET, "num_blocks": 1, "width": 8},
+        state_dict=resnet(num_blocks=1, width=8).state_dict(),
         mapping=list(EMNIST_CLASSES),
     )
 
@@ -279,8 +296,10 @@ def test_checkpoint_missing_garbage_and_foreign_files(tmp_path):
 
 def test_checkpoint_of_an_older_format_asks_for_retraining(tmp_path):
     path = tmp_path / "cnn.pt"
-    model = ResNetClassifier(width=4)
-    save_checkpoint(path, kind="char", model_kwargs={"width": 4}, state_dict=model.state_dict(), mapping=EMNIST_CLASSES)
+    model = resnet(width=4)
+    save_checkpoint(
+        path, kind="char", model_kwargs={**CHAR_NET, "width": 4}, state_dict=model.state_dict(), mapping=EMNIST_CLASSES
+    )
     payload = torch.load(path, weights_only=True)
     torch.save({**payload, "format": "text-recognizer/1"}, path)
     with pytest.raises(
@@ -294,8 +313,8 @@ def test_checkpoint_mismatched_weights(tmp_path):
     save_checkpoint(
         path,
         kind="char",
-        model_kwargs={"num_blocks": 2, "width": 8},  # weights below are of a 1-block model
-        state_dict=ResNetClassifier(num_blocks=1, width=8).state_dict(),
+        model_kwargs={**CHAR_NET, "num_blocks": 2, "width": 8},  # weights below are of a 1-block model
+        state_dict=resnet(num_blocks=1, width=8).state_dict(),
         mapping=list(EMNIST_CLASSES),
     )
     with pytest.raises(CheckpointError, match="weights do not fit"):
@@ -323,7 +342,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 def test_cuda_channels_last_bf16_training_step_and_cpu_checkpoint(tmp_path):
     from text_recognizer.lit_models.ctc import ctc_loss
 
-    model = ResNetClassifier(num_blocks=4, width=16).cuda().to(memory_format=torch.channels_last)
+    model = resnet(num_blocks=4, width=16).cuda().to(memory_format=torch.channels_last)
     x = torch.rand(64, 1, 28, 28, device="cuda").to(memory_format=torch.channels_last)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         loss = torch.nn.functional.cross_entropy(model(x), torch.randint(0, 62, (64,), device="cuda"))
@@ -332,14 +351,14 @@ def test_cuda_channels_last_bf16_training_step_and_cpu_checkpoint(tmp_path):
     save_checkpoint(
         tmp_path / "c.pt",
         kind="char",
-        model_kwargs={"num_blocks": 4, "width": 16},
+        model_kwargs={**CHAR_NET, "num_blocks": 4, "width": 16},
         state_dict=model.state_dict(),
         mapping=EMNIST_CLASSES,
     )
     assert all(v.device.type == "cpu" for v in torch.load(tmp_path / "c.pt", weights_only=True)["state_dict"].values())
     assert next(load_checkpoint(tmp_path / "c.pt").model.parameters()).device.type == "cpu"
 
-    line = LineCNN(width=16, fc_dim=32).cuda().to(memory_format=torch.channels_last)
+    line = line_cnn(width=16, fc_dim=32).cuda().to(memory_format=torch.channels_last)
     lx = torch.rand(8, 1, 28, 28 * 32, device="cuda").to(memory_format=torch.channels_last)
     targets = torch.randint(2, 65, (8, 32), device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):

@@ -21,9 +21,9 @@ SECTIONS = {
     "emnist_hdf5": P.EmnistHdf5Params,
     "emnist_lines": P.EmnistLinesParams,
     "model": P.ModelParams,
-    "train_cnn": P.TrainParams,
+    "train_cnn": P.CharTrainParams,
     "line_model": P.LineModelParams,
-    "train_line_cnn": P.TrainParams,
+    "train_line_cnn": P.LineTrainParams,
     "char_lm": P.CharLMParams,
     "evaluate": P.EvaluateParams,
 }
@@ -61,6 +61,16 @@ GE = "Input should be greater than or equal to"
             "train_cnn.accelerator: Input should be 'auto', 'cpu', 'gpu', 'cuda' or 'mps', got 'tpu'",
         ),
         ({"compile": 1}, "train_cnn.compile: Input should be a valid boolean, got 1"),
+        ({"label_smoothing": 1.0}, "train_cnn.label_smoothing: Input should be less than 1, got 1.0"),
+        ({"augment_shift_y": -1}, f"train_cnn.augment_shift_y: {GE} 0, got -1"),
+        ({"augment_scale_x": 1.0}, "train_cnn.augment_scale_x: Input should be less than 1, got 1.0"),
+        ({"augment_rotation": 181}, "train_cnn.augment_rotation: Input should be less than or equal to 180, got 181"),
+        (
+            {"augment_rotation": 2.0},
+            "train_line_cnn.augment_rotation: Input should be 0 (batches of lines are cropped to their ink: the warp "
+            "may only move it vertically), got 2.0",
+        ),
+        ({"label_smoothing": 0.1}, "train_line_cnn.label_smoothing: Extra inputs are not permitted (no such key)"),
         ({"limit_train_batches": 0}, "train_cnn.limit_train_batches: Input should be greater than 0, got 0"),
         ({"warmup_fraction": 1.0}, "train_line_cnn.warmup_fraction: Input should be less than 1, got 1.0"),
         ({"warmup_fraction": 0}, "train_line_cnn.warmup_fraction: Input should be greater than 0, got 0"),
@@ -105,12 +115,12 @@ def test_bad_values_name_the_key(values, message):
 
 
 def test_types_are_coerced_only_where_safe():
-    run = P.from_dict(P.TrainParams, "train_cnn", with_yaml("train_cnn", lr=1, epochs=2))
+    run = P.from_dict(P.CharTrainParams, "train_cnn", with_yaml("train_cnn", lr=1, epochs=2))
     assert run.lr == 1.0 and isinstance(run.lr, float)
     with pytest.raises(P.ParamError, match=r"^train_cnn\.epochs: Input should be a valid integer, got 2\.5$"):
-        P.from_dict(P.TrainParams, "train_cnn", with_yaml("train_cnn", epochs=2.5))
+        P.from_dict(P.CharTrainParams, "train_cnn", with_yaml("train_cnn", epochs=2.5))
     with pytest.raises(P.ParamError, match=r"^train_cnn\.epochs: Input should be a valid integer, got True$"):
-        P.from_dict(P.TrainParams, "train_cnn", with_yaml("train_cnn", epochs=True))
+        P.from_dict(P.CharTrainParams, "train_cnn", with_yaml("train_cnn", epochs=True))
 
 
 # --- the CTC guard: line_model against emnist_lines ----------------------------------------------
@@ -145,24 +155,32 @@ def test_ctc_guard_counts_the_blanks_between_repeats():
 
 
 def test_ctc_guard_bound_and_steps_match_the_model():
-    from text_recognizer.models.line_cnn import output_length
+    import torch
+
+    from text_recognizer.models.line_cnn import LineCNN
 
     for max_length in (1, 2, 8, 32):
         for window_width in (16, 28, 40):
             for window_stride in (2, 8, 14, 28):
                 if 28 * max_length >= window_width:
-                    expected = output_length(28 * max_length, window_width, window_stride)
+                    expected = (28 * max_length - window_width) // window_stride + 1
                     assert P.line_output_steps(max_length, window_width, window_stride) == expected
     assert [P.ctc_steps_bound(n) for n in (1, 2, 32)] == [1, 3, 63]
+    # the model gives a full line the steps the guard counts (the guard and the model share line_geometry)
+    line_model = P.from_dict(P.LineModelParams, "line_model", with_yaml("line_model", width=4, fc_dim=8))
+    model = LineCNN(**vars(line_model)).eval()
+    with torch.no_grad():
+        steps = model(torch.rand(1, 1, 28, 28 * 4)).shape[-1]
+    assert steps == P.line_output_steps(4, line_model.window_width, line_model.window_stride)
 
 
-def test_line_heads_are_the_models_heads():
-    from text_recognizer.models.line_cnn import HEADS, LineCNN
+def test_every_line_head_params_accept_builds():
+    from text_recognizer.models.line_cnn import LineCNN
 
-    assert P.LINE_HEADS == HEADS
+    assert P.LINE_HEADS == ("none", "lstm", "transformer")
     for head in P.LINE_HEADS:  # every head params accept builds, from the section as training passes it
         model = P.from_dict(P.LineModelParams, "line_model", with_yaml("line_model", head=head, width=4, fc_dim=8))
-        LineCNN(**vars(model))
+        assert LineCNN(**vars(model)).head == head
 
 
 def write_params(folder: Path, **sections: dict) -> Path:
@@ -227,7 +245,7 @@ def test_a_missing_key_is_an_error_naming_it_and_the_classes_have_no_defaults():
     values = with_yaml("train_cnn")
     del values["lr"], values["seed"]
     with pytest.raises(P.ParamError) as err:
-        P.from_dict(P.TrainParams, "train_cnn", values)
+        P.from_dict(P.CharTrainParams, "train_cnn", values)
     assert err.value.problems == [
         "train_cnn.lr: Field required (params.yaml sets every key)",
         "train_cnn.seed: Field required (params.yaml sets every key)",

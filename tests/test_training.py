@@ -13,14 +13,10 @@ import pytest
 import torch
 
 from text_recognizer.checkpoint import load_checkpoint
-from text_recognizer.data.device_loader import (
-    CHAR_AUGMENTATION,
-    Augmentation,
-    DeviceLoader,
-    EmnistDataModule,
-    augment_batch,
-)
+from text_recognizer.data.augmentation import Augmentation, augment_batch, augmentation
+from text_recognizer.data.device_loader import DeviceLoader, EmnistDataModule
 from text_recognizer.data.synthetic import render_glyphs
+from text_recognizer.line_geometry import crop_lines
 from text_recognizer.lit_models.ctc import character_error_rate, greedy_decode, indices_to_text, labels_to_texts
 from text_recognizer.lit_models.optim import AdamWSettings, configure_adamw
 from text_recognizer.metadata import (
@@ -30,9 +26,9 @@ from text_recognizer.metadata import (
     PAD_INDEX,
     emnist_class_to_line_index,
 )
-from text_recognizer.models.line_cnn import LineCNN, crop_lines
+from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.params import LineModelParams, ModelParams, TrainParams, load_section
-from text_recognizer.training import adamw_settings, resolve_hardware, train_char_model, train_line_model
+from text_recognizer.training import adamw_settings, resolve_hardware, train
 
 PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -157,26 +153,29 @@ def test_loader_drop_last_and_rank_shards() -> None:
 
 
 def test_augment_batch_keeps_shape_and_range_and_changes_images(emnist_h5: Path) -> None:
+    char_warp = augmentation(train_params())  # params.yaml's train_cnn warp
+    assert char_warp is not None
     with h5py.File(emnist_h5) as f:
         x = torch.from_numpy(f["val/images"][:64]).unsqueeze(1).float() / 255
-    out = augment_batch(x, torch.Generator().manual_seed(0), CHAR_AUGMENTATION)
+    out = augment_batch(x, torch.Generator().manual_seed(0), char_warp)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     assert (out - x).abs().mean() > 0.02  # really moved
     assert torch.allclose(out.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.35)  # mild: the ink stays
-    again = augment_batch(x, torch.Generator().manual_seed(0), CHAR_AUGMENTATION)
+    again = augment_batch(x, torch.Generator().manual_seed(0), char_warp)
     assert torch.equal(out, again)  # seeded
     still = augment_batch(x, torch.Generator().manual_seed(0), Augmentation((0.0, 0.0), (0.0, 0.0), 0.0))
     assert torch.allclose(still, x, atol=1e-5)  # zero bounds: the warp is the identity
     lines = torch.rand(4, 1, 28, 224)
-    assert augment_batch(lines, torch.Generator().manual_seed(0)).shape == lines.shape
+    assert augment_batch(lines, torch.Generator().manual_seed(0), char_warp).shape == lines.shape
 
 
 def test_datamodule_serves_int64_targets_and_config(emnist_h5: Path) -> None:
-    dm = EmnistDataModule(emnist_h5, batch_size=100, seed=0, augment=True)
+    warp = augmentation(train_params())
+    dm = EmnistDataModule(emnist_h5, batch_size=100, seed=0, augment=warp)
     assert dm.config() == {"input_dims": (1, 28, 28), "output_dims": (1,), "mapping": list(EMNIST_CLASSES)}
     train, val = dm.train_dataloader(), dm.val_dataloader()
-    assert train.drop_last and not val.drop_last and train.augment is not None and val.augment is None
+    assert train.drop_last and not val.drop_last and train.augment == warp is not None and val.augment is None
     x, y = next(iter(train))
     assert x.shape == (100, 1, 28, 28) and y.dtype == torch.int64
     assert sum(len(y) for _, y in val) == 10 * 20
@@ -197,7 +196,7 @@ def test_char_model_learns_from_rendered_glyphs(
 ) -> None:
     model = model_params(num_blocks=2, width=16, dropout=0.1)
     run = train_params(epochs=10, batch_size=64, lr=3e-3, seed=0)  # 10 x 15 = 150 steps
-    metrics = train_char_model(emnist_h5, model, run, checkpoint_path=tmp_path / "cnn.pt", log_dir=tmp_path / "live")
+    metrics = train(emnist_h5, model, run, checkpoint_path=tmp_path / "cnn.pt", log_dir=tmp_path / "live")
     progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
     print("char metrics:", metrics)
     assert len(progress) == 10 and progress[-1].startswith("epoch 10/10 step 150 ")  # stderr is no tty here
@@ -220,14 +219,14 @@ def test_line_model_learns_to_read(lines_h5: Path, tmp_path: Path) -> None:
         targets = labels_to_texts(torch.from_numpy(f["val/labels"][:]), torch.from_numpy(f["val/lengths"][:]))
 
     def cer_of(net: torch.nn.Module) -> float:
-        cropped, steps = crop_lines(x)  # as training reads lines: cut to the widest, per-line lengths
+        cropped, steps = crop_lines(x, model.window_width, model.window_stride)  # as training reads lines
         with torch.no_grad():
             preds = [indices_to_text(row) for row in greedy_decode(net.eval()(cropped, steps), steps)]
         return character_error_rate(preds, targets)
 
     torch.manual_seed(0)
     untrained = cer_of(LineCNN(num_classes=len(LINE_TOKENS), **dataclasses.asdict(model)))
-    metrics = train_line_model(lines_h5, model, run, checkpoint_path=tmp_path / "line.pt", log_dir=tmp_path / "live")
+    metrics = train(lines_h5, model, run, checkpoint_path=tmp_path / "line.pt", log_dir=tmp_path / "live")
     print("line metrics:", metrics, "untrained CER:", untrained)
     assert set(metrics) == {"val/cer", "val/line_acc", "val/loss"}
     assert metrics["val/cer"] < 0.7 * untrained
@@ -243,13 +242,13 @@ def test_line_model_with_a_context_head_learns_and_records_it(lines_h5: Path, tm
         x = torch.from_numpy(f["val/images"][:]).unsqueeze(1).float() / 255
     torch.manual_seed(0)
     untrained = LineCNN(num_classes=len(LINE_TOKENS), **dataclasses.asdict(model)).eval()
-    cropped, steps = crop_lines(x)
+    cropped, steps = crop_lines(x, model.window_width, model.window_stride)
     with torch.no_grad():
         preds = [indices_to_text(row) for row in greedy_decode(untrained(cropped, steps), steps)]
     with h5py.File(lines_h5) as f:
         targets = labels_to_texts(torch.from_numpy(f["val/labels"][:]), torch.from_numpy(f["val/lengths"][:]))
     untrained_cer = character_error_rate(preds, targets)
-    metrics = train_line_model(lines_h5, model, run, checkpoint_path=tmp_path / "line.pt", log_dir=tmp_path / "live")
+    metrics = train(lines_h5, model, run, checkpoint_path=tmp_path / "line.pt", log_dir=tmp_path / "live")
     print(head, "line metrics:", metrics, "untrained CER:", untrained_cer)
     assert metrics["val/cer"] < 0.7 * untrained_cer
     loaded = load_checkpoint(tmp_path / "line.pt", expected_kind="line")
@@ -259,8 +258,8 @@ def test_line_model_with_a_context_head_learns_and_records_it(lines_h5: Path, tm
 def test_same_params_give_identical_runs_and_outputs(emnist_h5: Path, tmp_path: Path) -> None:
     model = model_params(num_blocks=1, width=8)
     run = train_params(epochs=2, batch_size=64, limit_train_batches=0.25, seed=7, accelerator="cpu")
-    first = train_char_model(emnist_h5, model, run, checkpoint_path=tmp_path / "a.pt", log_dir=tmp_path / "a")
-    second = train_char_model(emnist_h5, model, run, checkpoint_path=tmp_path / "b.pt", log_dir=tmp_path / "b")
+    first = train(emnist_h5, model, run, checkpoint_path=tmp_path / "a.pt", log_dir=tmp_path / "a")
+    second = train(emnist_h5, model, run, checkpoint_path=tmp_path / "b.pt", log_dir=tmp_path / "b")
     assert first == second
     a, b = load_checkpoint(tmp_path / "a.pt").model.state_dict(), load_checkpoint(tmp_path / "b.pt").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -268,7 +267,7 @@ def test_same_params_give_identical_runs_and_outputs(emnist_h5: Path, tmp_path: 
     assert summary["val"]["acc"] == pytest.approx(first["val/acc"]) and summary["step"] == 2 * 3 - 1
     assert {p.name for p in (tmp_path / "a").iterdir()} == {"metrics.json", "plots"}  # no dvc.yaml, no report
     assert len(_read_tsv(tmp_path / "a/plots/metrics/val/loss.tsv")) == run.epochs
-    third = train_char_model(
+    third = train(
         emnist_h5, model, dataclasses.replace(run, seed=8), checkpoint_path=tmp_path / "c.pt", log_dir=tmp_path / "c"
     )
     assert third != first
@@ -276,7 +275,7 @@ def test_same_params_give_identical_runs_and_outputs(emnist_h5: Path, tmp_path: 
 
 def test_missing_data_fails_before_writing_anything(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing\.h5"):
-        train_char_model(
+        train(
             tmp_path / "missing.h5",
             model_params(),
             train_params(),
@@ -369,7 +368,7 @@ def test_a_line_model_records_its_lines_and_predict_reads_at_its_pitch(tmp_path:
     model = line_model_params(width=8, fc_dim=16, head="none")
     run = train_params(epochs=1, batch_size=32, seed=0, augment=False, accelerator="cpu")
     lines_h5, checkpoint = tmp_path / "emnist_lines.h5", tmp_path / "line.pt"
-    train_line_model(lines_h5, model, run, checkpoint_path=checkpoint, log_dir=tmp_path / "m")
+    train(lines_h5, model, run, checkpoint_path=checkpoint, log_dir=tmp_path / "m")
 
     loaded = load_model(tmp_path / "line.pt", device="cpu")
     drawn = loaded.extra["lines"]

@@ -32,6 +32,10 @@ from text_recognizer.models.resnet import ResNetClassifier
 FORMAT = "text-recognizer/2"  # 2: ResNetClassifier with a stride-2 stem and a 4x4-grid head
 Kind = Literal["char", "line"]
 MODEL_CLASSES: dict[str, type[nn.Module]] = {"char": ResNetClassifier, "line": LineCNN}
+# Constructor arguments that a kind's checkpoints may lack because they were written before the argument
+# existed, and the value that rebuilds the network they hold (line checkpoints before the context heads).
+# The networks themselves have no defaults: training passes every value from params.yaml.
+WRITTEN_BEFORE: dict[str, dict[str, Any]] = {"line": {"head": "none"}}
 _COMPILE_PREFIX = re.compile(r"(^|\.)_orig_mod\.")
 
 
@@ -61,7 +65,7 @@ def build_model(kind: str, model_kwargs: Mapping[str, Any]) -> nn.Module:
     if kind not in MODEL_CLASSES:
         raise CheckpointError(f"unknown checkpoint kind {kind!r}; expected one of {sorted(MODEL_CLASSES)}")
     try:
-        return MODEL_CLASSES[kind](**model_kwargs)
+        return MODEL_CLASSES[kind](**{**WRITTEN_BEFORE.get(kind, {}), **model_kwargs})
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot build a {kind} model from {dict(model_kwargs)}: {exc}") from exc
 

@@ -21,6 +21,7 @@ from text_recognizer.char_lm import CharLM
 from text_recognizer.checkpoint import LoadedModel, load_checkpoint
 from text_recognizer.decoding import beam_decode
 from text_recognizer.io import atomic_path
+from text_recognizer.line_geometry import crop_lines
 from text_recognizer.lit_models.ctc import (
     character_error_rate,
     greedy_decode,
@@ -28,7 +29,6 @@ from text_recognizer.lit_models.ctc import (
     labels_to_texts,
     line_accuracy,
 )
-from text_recognizer.models.line_cnn import crop_lines
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:

@@ -33,6 +33,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
 from text_recognizer.errors import ParamError
+from text_recognizer.line_geometry import ctc_steps_bound, line_output_steps
 from text_recognizer.metadata import GLYPH_SIZE
 
 T = TypeVar("T")
@@ -53,17 +54,19 @@ Positive = Annotated[StrictInt, Field(ge=1)]
 Even = Annotated[StrictInt, Field(ge=2, multiple_of=2)]
 Fraction = Annotated[Float, Field(ge=0, lt=1)]
 Share = Annotated[Float, Field(gt=0, lt=1)]
+Pixels = Annotated[Float, Field(ge=0)]
+Degrees = Annotated[Float, Field(ge=0, le=180)]
 Urls = Annotated[tuple[StrictStr, ...], Field(min_length=1)]
 MAX_SEED = 2**32 - 1  # NumPy's SeedSequence entropy and Lightning's seed_everything both take 0..2**32-1
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
 Source = Literal["nist", "synthetic"]
-LineHead = Literal["none", "lstm", "transformer"]
+LineHead = Literal["none", "lstm", "transformer"]  # LineCNN's context heads (models.line_cnn builds them)
 Schedule = Literal["onecycle", "constant"]
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 Strategy = Literal["auto", "ddp", "ddp_spawn"]
 Decoder = Literal["greedy", "beam"]
-LINE_HEADS = typing.get_args(LineHead)  # the same as models.line_cnn.HEADS, without importing torch
+LINE_HEADS: tuple[str, ...] = typing.get_args(LineHead)
 PRECISIONS, ACCELERATORS = typing.get_args(Precision), typing.get_args(Accelerator)
 
 
@@ -145,7 +148,7 @@ class LineModelParams:
     window_stride: Even
     fc_dim: Positive
     dropout: Fraction
-    head: LineHead  # context over the window features (models.line_cnn.HEADS)
+    head: LineHead  # context over the window features (LINE_HEADS)
 
     @model_validator(mode="after")
     def _across_keys(self) -> LineModelParams:
@@ -158,7 +161,7 @@ class LineModelParams:
 
 @dataclass(frozen=True, config=SECTION)
 class TrainParams:
-    """The run: shared by train_cnn and train_line_cnn (each has its own section)."""
+    """The run: what train_cnn and train_line_cnn share (CharTrainParams and LineTrainParams add their own)."""
 
     epochs: Positive
     batch_size: Positive
@@ -173,7 +176,36 @@ class TrainParams:
     strategy: Strategy
     compile: StrictBool
     augment: StrictBool
+    # augment: bounds of the random affine warp, each draw uniform in [-bound, bound] (data.augmentation)
+    augment_shift_x: Pixels
+    augment_shift_y: Pixels
+    augment_scale_x: Fraction  # relative zoom
+    augment_scale_y: Fraction
+    augment_rotation: Degrees
     limit_train_batches: Annotated[Float, Field(gt=0, le=1)]  # fraction of an epoch
+
+
+@dataclass(frozen=True, config=SECTION)
+class CharTrainParams(TrainParams):
+    """train_cnn: the run, and the cross-entropy's label smoothing."""
+
+    label_smoothing: Fraction
+
+
+@dataclass(frozen=True, config=SECTION)
+class LineTrainParams(TrainParams):
+    """train_line_cnn: the run. Line batches are cropped to their ink (DeviceLoader), so the warp may
+    move ink only vertically."""
+
+    @model_validator(mode="after")
+    def _across_keys(self) -> LineTrainParams:
+        across_keys(*(
+            (key, getattr(self, key) == 0,
+             f"Input should be 0 (batches of lines are cropped to their ink: the warp may only move it "
+             f"vertically), got {getattr(self, key)}")
+            for key in ("augment_shift_x", "augment_scale_x", "augment_rotation")
+        ))  # fmt: skip
+        return self
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -202,9 +234,9 @@ class Params:
     emnist_hdf5: EmnistHdf5Params
     emnist_lines: EmnistLinesParams
     model: ModelParams
-    train_cnn: TrainParams
+    train_cnn: CharTrainParams
     line_model: LineModelParams
-    train_line_cnn: TrainParams
+    train_line_cnn: LineTrainParams
     char_lm: CharLMParams
     evaluate: EvaluateParams
 
@@ -341,21 +373,6 @@ def load_section(name: str, path: str | os.PathLike[str] = "params.yaml", **over
 
 
 # --- checks across sections ------------------------------------------------------------------
-
-
-def line_output_steps(max_length: int, window_width: int, window_stride: int) -> int:
-    """T = (28 * max_length - window_width) // window_stride + 1, the LineCNN's steps on an EMNISTLines line.
-
-    The same formula as models.line_cnn.output_length, kept here so that checking params
-    needs no torch (tests/test_params.py compares the two).
-    """
-    return (GLYPH_SIZE * max_length - window_width) // window_stride + 1
-
-
-def ctc_steps_bound(max_length: int) -> int:
-    """The most CTC steps a line of max_length characters can need: one per character, plus one
-    per pair of equal neighbours ("ll"), of which such a line holds at most max_length - 1."""
-    return 2 * max_length - 1
 
 
 def check_line_model_fits_lines(model: LineModelParams, lines: EmnistLinesParams) -> list[str]:

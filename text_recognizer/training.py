@@ -15,9 +15,11 @@ batch_size and an epoch has 1/devices of the steps; the learning rate is not res
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
+from collections.abc import Iterator
 
 import h5py
 import pytorch_lightning as pl
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from text_recognizer.checkpoint import MODEL_CLASSES, Kind, save_checkpoint
+from text_recognizer.data.augmentation import augmentation
 from text_recognizer.data.device_loader import EmnistDataModule, EmnistLinesDataModule
 from text_recognizer.data.emnist_lines import drawn_statistics, ink_measures
 from text_recognizer.lit_models.callbacks import (
@@ -38,39 +41,13 @@ from text_recognizer.lit_models.classifier import CharClassifier
 from text_recognizer.lit_models.line_recognizer import LineRecognizer
 from text_recognizer.lit_models.optim import AdamWSettings
 from text_recognizer.lit_models.progress import progress_callbacks
-from text_recognizer.params import LineModelParams, ModelParams, ParamError, TrainParams
+from text_recognizer.params import CharTrainParams, LineModelParams, ModelParams, ParamError, TrainParams
 from text_recognizer.processes import RankZeroOutputs
 
 PathLike = str | os.PathLike[str]
 CHAR_SECTION, LINE_SECTION = "train_cnn", "train_line_cnn"  # their params.yaml sections, named in errors
 SECTIONS: dict[str, str] = {"char": CHAR_SECTION, "line": LINE_SECTION}
 GLYPHS_MEASURED = 4096  # train glyphs measured for the checkpoint's record of their box and stroke
-
-
-def train_char_model(
-    data_path: PathLike,
-    model: ModelParams,
-    run: TrainParams,
-    *,
-    checkpoint_path: PathLike,
-    log_dir: PathLike,
-    resume_dir: PathLike | None = None,
-) -> dict[str, float]:
-    """Train the ResNet character classifier on emnist.h5; returns the final {"val/acc", "val/loss"}."""
-    return train(data_path, model, run, checkpoint_path=checkpoint_path, log_dir=log_dir, resume_dir=resume_dir)
-
-
-def train_line_model(
-    data_path: PathLike,
-    model: LineModelParams,
-    run: TrainParams,
-    *,
-    checkpoint_path: PathLike,
-    log_dir: PathLike,
-    resume_dir: PathLike | None = None,
-) -> dict[str, float]:
-    """Train the LineCNN with CTC on emnist_lines.h5; returns the final {"val/cer", "val/line_acc", "val/loss"}."""
-    return train(data_path, model, run, checkpoint_path=checkpoint_path, log_dir=log_dir, resume_dir=resume_dir)
 
 
 def train(
@@ -82,7 +59,9 @@ def train(
     log_dir: PathLike,
     resume_dir: PathLike | None = None,
 ) -> dict[str, float]:
-    """Fit the model that `model` describes for run.epochs; returns the final val metrics (the same on every rank).
+    """Fit the model that `model` describes for run.epochs (ModelParams: the ResNet character classifier on
+    emnist.h5; LineModelParams: the LineCNN with CTC on emnist_lines.h5); returns the final val metrics, the same
+    on every rank: {"val/acc", "val/loss"} or {"val/cer", "val/line_acc", "val/loss"}.
 
     checkpoint_path and log_dir (dvclive's metrics.json and plots) are final outputs, written by
     global rank 0 only, after every rank has finished. With `resume_dir`, each epoch but the last
@@ -90,79 +69,34 @@ def train(
     """
     kind: Kind = "line" if isinstance(model, LineModelParams) else "char"
     hardware = resolve_hardware(run, section=SECTIONS[kind])
-
-    # Data, on the device. Line batches are cropped to their widest line and carry per-line CTC
-    # input lengths; setup refuses lines that get fewer steps than CTC needs.
-    if isinstance(model, LineModelParams):  # kind "line"
-        datamodule: EmnistDataModule | EmnistLinesDataModule = EmnistLinesDataModule(
-            data_path,
-            batch_size=run.batch_size,
-            seed=run.seed,
-            augment=run.augment,
-            window_width=model.window_width,
-            window_stride=model.window_stride,
-        )
-    else:
-        datamodule = EmnistDataModule(data_path, batch_size=run.batch_size, seed=run.seed, augment=run.augment)
+    datamodule = build_datamodule(data_path, model, run)  # on the device; line batches cropped to their ink
     mapping = datamodule.config()["mapping"]
     model_kwargs = {**dataclasses.asdict(model), "num_classes": len(mapping)}
     drawn = data_statistics(data_path, kind)  # what a reader must bring its input to: in the checkpoint
 
-    # The network, and the Lightning module that holds its loss, optimiser and metrics.
     pl.seed_everything(run.seed, workers=True)  # before the weights are drawn
     network = prepare_network(MODEL_CLASSES[kind](**model_kwargs), hardware, compile=run.compile)
-    optimizer = adamw_settings(run)
-    lit: pl.LightningModule = (
-        CharClassifier(network, optimizer=optimizer, num_classes=len(mapping))
-        if kind == "char"
-        else LineRecognizer(network, optimizer=optimizer)
-    )
+    lit = build_lightning_module(kind, network, run, num_classes=len(mapping))
 
     record = {"train": dataclasses.asdict(run), **dataclasses.asdict(hardware)}  # in the checkpoint, and resume's key
     with RankZeroOutputs(log_dir) as outputs:  # outputs.log_dir: a temporary folder on rank 0, else None
         run_id = {"kind": kind, "model": model_kwargs, **record}
         resume = ResumeCheckpoint(resume_dir, fingerprint(run_id, data_path)) if resume_dir is not None else None
-        trainer = pl.Trainer(
-            max_epochs=run.epochs,
-            accelerator=hardware.accelerator,
-            devices=hardware.devices,
-            strategy=hardware.strategy,
-            precision=hardware.precision,  # type: ignore[arg-type]
-            logger=False,  # MetricsLog writes the metrics: one row per epoch, kept across a resume
-            enable_checkpointing=False,  # the final weights are saved below, in our own format
-            use_distributed_sampler=False,  # DeviceLoader shards by rank itself
-            limit_train_batches=run.limit_train_batches,
-            deterministic=hardware.deterministic,
-            enable_progress_bar=sys.stderr.isatty(),  # off a terminal: one EpochLog line per epoch instead
-            num_sanity_val_steps=0,
-            callbacks=[MetricsLog(outputs.log_dir), RecordProgress(), *progress_callbacks(), *filter(None, [resume])],
-        )
-        outputs.watch(trainer)
+        trainer = build_trainer(run, hardware, outputs, resume)
         ckpt_path = resume.resume_from(rank_zero=outputs.rank_zero) if resume is not None else None
-        was_deterministic = torch.are_deterministic_algorithms_enabled()
-        try:
+        with _restoring_determinism():  # the Trainer sets it process-wide
             trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        finally:
-            torch.use_deterministic_algorithms(was_deterministic)  # the Trainer sets it process-wide
         metrics = {name: value for name, value in epoch_metrics(trainer).items() if name.startswith("val/")}
-
         if outputs.all_ranks_done():  # rank 0, once every child rank has exited cleanly
-            progress = trainer.callback_metrics  # see RecordProgress
+            extra = {"val_metrics": metrics, "lines" if kind == "line" else "glyphs": drawn, **record}
+            extra.update(world_size=trainer.world_size, num_nodes=trainer.num_nodes, **_progress(trainer))
             save_checkpoint(
                 checkpoint_path,
                 kind=kind,
                 model_kwargs=model_kwargs,
                 state_dict=lit.model.state_dict(),  # save_checkpoint strips torch.compile's prefix
                 mapping=mapping,
-                extra={
-                    "val_metrics": metrics,
-                    "lines" if kind == "line" else "glyphs": drawn,
-                    **record,
-                    "world_size": trainer.world_size,
-                    "num_nodes": trainer.num_nodes,
-                    "epochs": int(progress["progress/epochs"]),
-                    "global_step": int(progress["progress/global_step"]),  # optimiser steps, on every rank
-                },
+                extra=extra,
             )
     if resume is not None and outputs.rank_zero:
         resume.clear()  # published: nothing left to resume
@@ -170,6 +104,75 @@ def train(
 
 
 # --- the pieces --------------------------------------------------------------------------------------
+
+
+def build_datamodule(
+    data_path: PathLike, model: ModelParams | LineModelParams, run: TrainParams
+) -> EmnistDataModule | EmnistLinesDataModule:
+    """The data, on the device. Line batches are cropped to their widest line and carry per-line CTC
+    input lengths; setup refuses lines that get fewer steps than CTC needs."""
+    if isinstance(model, LineModelParams):
+        return EmnistLinesDataModule(
+            data_path,
+            batch_size=run.batch_size,
+            seed=run.seed,
+            augment=augmentation(run),
+            window_width=model.window_width,
+            window_stride=model.window_stride,
+        )
+    return EmnistDataModule(data_path, batch_size=run.batch_size, seed=run.seed, augment=augmentation(run))
+
+
+def build_lightning_module(kind: Kind, network: nn.Module, run: TrainParams, *, num_classes: int) -> pl.LightningModule:
+    """The Lightning module that holds the loss, the optimiser and the metrics of a kind of model."""
+    if kind == "char":
+        if not isinstance(run, CharTrainParams):
+            raise TypeError(f"a char run needs train_cnn's CharTrainParams, got {type(run).__name__}")
+        smoothing = run.label_smoothing
+        return CharClassifier(
+            network, optimizer=adamw_settings(run), num_classes=num_classes, label_smoothing=smoothing
+        )
+    return LineRecognizer(network, optimizer=adamw_settings(run))
+
+
+def build_trainer(
+    run: TrainParams, hardware: Hardware, outputs: RankZeroOutputs, resume: ResumeCheckpoint | None
+) -> pl.Trainer:
+    """A Trainer that writes no logs or checkpoints of its own (MetricsLog and save_checkpoint do), watched
+    by `outputs` so that a failed rank stops the others."""
+    trainer = pl.Trainer(
+        max_epochs=run.epochs,
+        accelerator=hardware.accelerator,
+        devices=hardware.devices,
+        strategy=hardware.strategy,
+        precision=hardware.precision,  # type: ignore[arg-type]
+        logger=False,  # MetricsLog writes the metrics: one row per epoch, kept across a resume
+        enable_checkpointing=False,  # the final weights are saved by train(), in our own format
+        use_distributed_sampler=False,  # DeviceLoader shards by rank itself
+        limit_train_batches=run.limit_train_batches,
+        deterministic=hardware.deterministic,
+        enable_progress_bar=sys.stderr.isatty(),  # off a terminal: one EpochLog line per epoch instead
+        num_sanity_val_steps=0,
+        callbacks=[MetricsLog(outputs.log_dir), RecordProgress(), *progress_callbacks(), *filter(None, [resume])],
+    )
+    outputs.watch(trainer)
+    return trainer
+
+
+@contextlib.contextmanager
+def _restoring_determinism() -> Iterator[None]:
+    """Put torch's deterministic-algorithms switch back after fit: the Trainer sets it process-wide."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _progress(trainer: pl.Trainer) -> dict[str, int]:
+    """Epochs and optimiser steps done (RecordProgress puts them in callback_metrics, the same on every rank)."""
+    progress = trainer.callback_metrics
+    return {"epochs": int(progress["progress/epochs"]), "global_step": int(progress["progress/global_step"])}
 
 
 def data_statistics(data_path: PathLike, kind: Kind) -> dict[str, float]:

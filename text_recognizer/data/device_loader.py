@@ -8,12 +8,12 @@ the network, set the pace. Here the whole uint8 array is copied to the device on
 affine warp. No worker processes, no per-sample Python.
 
 Layout of `text_recognizer/data/`: this module also holds the two LightningDataModules that
-read the HDF5 files described in docs/architecture.md and hand out `DeviceLoader`s.
+read the HDF5 files described in docs/architecture.md and hand out `DeviceLoader`s; the warp is
+`data.augmentation`'s, the window arithmetic of lines `text_recognizer.line_geometry`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Iterator
@@ -26,62 +26,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from text_recognizer.data.augmentation import Augmentation, augment_batch
 from text_recognizer.data.emnist import check_mapping
-from text_recognizer.lit_models.ctc import ctc_steps_needed_rows
+from text_recognizer.line_geometry import crop_widths, ctc_steps_needed_rows, ink_extents, line_widths, output_lengths
 from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
-from text_recognizer.models.line_cnn import crop_widths, ink_extents, line_widths, output_lengths
-
-# --- augmentation --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Augmentation:
-    """Bounds of the random affine warp applied to each training image.
-
-    All draws are uniform in [-bound, +bound]. Random erasing is deliberately absent: an
-    EMNIST class often hinges on one small stroke (i/l, O/Q, the dot of j), and blanking a
-    patch turns those samples into label noise rather than regularisation.
-    """
-
-    shift: tuple[float, float] = (2.0, 2.0)  # max |dx|, |dy| in pixels
-    scale: tuple[float, float] = (0.1, 0.1)  # max relative zoom along x and y
-    rotation: float = 10.0  # max degrees (applied in pixel space, so wide images stay undistorted)
-
-
-CHAR_AUGMENTATION = Augmentation()
-# Lines: no horizontal shift, zoom or rotation. A full line fills its width, so any of those
-# would push the last glyph out of the frame (a 2 degree tilt moves the ends of a 32-glyph
-# line by ~15 px vertically); a small vertical shift and squash is all that is safe.
-LINE_AUGMENTATION = Augmentation(shift=(0.0, 2.0), scale=(0.0, 0.1), rotation=0.0)
-
-
-def augment_batch(x: torch.Tensor, generator: torch.Generator, aug: Augmentation = CHAR_AUGMENTATION) -> torch.Tensor:
-    """Randomly shift, scale and rotate every image of a (B, 1, H, W) float batch in one warp.
-
-    One `affine_grid` + `grid_sample` for the whole batch; the background (0, black) fills
-    what comes in from outside the frame, so values stay in [0, 1]. `generator` must live on
-    x's device; seeding it makes the augmentation reproducible.
-    """
-    b, _, h, w = x.shape
-    u = torch.rand(b, 5, generator=generator, device=x.device, dtype=torch.float32) * 2 - 1  # uniform in [-1, 1]
-    angle = u[:, 0] * math.radians(aug.rotation)
-    zoom_x = 1 + u[:, 1] * aug.scale[0]
-    zoom_y = 1 + u[:, 2] * aug.scale[1]
-    shift_x, shift_y = u[:, 3] * aug.shift[0], u[:, 4] * aug.shift[1]
-    # theta maps output to input coordinates. Built in pixel units (rotate, then divide by the
-    # zoom), then rescaled to grid_sample's [-1, 1] coordinates: theta_n = S^-1 A S, S = diag(w/2, h/2).
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.zeros(b, 2, 3, device=x.device, dtype=torch.float32)
-    theta[:, 0, 0] = cos / zoom_x
-    theta[:, 0, 1] = -sin / zoom_x * (h / w)
-    theta[:, 1, 0] = sin / zoom_y * (w / h)
-    theta[:, 1, 1] = cos / zoom_y
-    theta[:, 0, 2] = -shift_x * 2 / w  # moving the content right samples the input further left
-    theta[:, 1, 2] = -shift_y * 2 / h
-    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
-    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out.clamp_(0.0, 1.0).to(x.dtype)
-
 
 # --- the loader ------------------------------------------------------------------------------
 
@@ -168,7 +116,7 @@ class DeviceLoader:
         if widths is not None:
             if widths.shape != images.shape[:1]:
                 raise ValueError(f"widths must be ({images.shape[0]},), got {tuple(widths.shape)}")
-            if augment is not None and (augment.shift[0] or augment.scale[0] or augment.rotation):
+            if augment is not None and not augment.keeps_columns:
                 # the warp would move ink past the crop, which was measured on the unwarped images
                 raise ValueError("cropping to widths needs an augmentation that keeps ink columns in place")
         self.images = place(images, device)
@@ -272,17 +220,22 @@ def _read_mapping(path: Path, expected: tuple[str, ...]) -> list[str]:
 
 
 class _DeviceDataModule(pl.LightningDataModule):
-    """Loads the train and val splits of an HDF5 file once and serves them as DeviceLoaders."""
+    """Loads the train and val splits of an HDF5 file once and serves them as DeviceLoaders.
+
+    augment: the warp of the train batches (`data.augmentation.augmentation(run)` of the train
+    section), None for none.
+    """
 
     target_names: tuple[str, ...] = ()
-    augmentation: Augmentation = CHAR_AUGMENTATION
 
-    def __init__(self, h5_path: str | os.PathLike[str], *, batch_size: int, seed: int, augment: bool) -> None:
+    def __init__(
+        self, h5_path: str | os.PathLike[str], *, batch_size: int, seed: int, augment: Augmentation | None
+    ) -> None:
         super().__init__()
         self.h5_path = _check_file(h5_path)
         self.batch_size = batch_size
         self.seed = seed
-        self.augment = augment
+        self.augment: Augmentation | None = augment
         # split -> (images, targets, per-example crop widths or None)
         self.splits: dict[str, tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]] = {}
         self._device: torch.device | None = None
@@ -336,7 +289,7 @@ class _DeviceDataModule(pl.LightningDataModule):
             drop_last=train and images.shape[0] // world_size > self.batch_size,  # BatchNorm needs > 1 sample
             rank=rank,
             world_size=world_size,
-            augment=self.augmentation if (train and self.augment) else None,
+            augment=self.augment if train else None,
             widths=widths,
         )
 
@@ -351,9 +304,10 @@ class EmnistDataModule(_DeviceDataModule):
     """emnist.h5: (N, 28, 28) glyphs and their class labels 0..61."""
 
     target_names = ("labels",)
-    augmentation = CHAR_AUGMENTATION
 
-    def __init__(self, h5_path: str | os.PathLike[str], *, batch_size: int, seed: int, augment: bool) -> None:
+    def __init__(
+        self, h5_path: str | os.PathLike[str], *, batch_size: int, seed: int, augment: Augmentation | None
+    ) -> None:
         super().__init__(h5_path, batch_size=batch_size, seed=seed, augment=augment)
         self.mapping = _read_mapping(self.h5_path, EMNIST_CLASSES)
 
@@ -366,17 +320,17 @@ class EmnistLinesDataModule(_DeviceDataModule):
     """emnist_lines.h5: (M, 28, 28 * max_length) lines, labels padded with PAD_INDEX, lengths.
 
     Batches are (x, labels, lengths, input_lengths): input_lengths (B,) are each line's CTC
-    input lengths, the output steps of its own width (`line_widths`: ink extent from
-    `{split}/widths` when the file has it, else from the last ink column, plus INK_MARGIN, on the
-    window lattice). With `crop` each batch is cut to its widest line (plus the columns its last
+    input lengths, the output steps of its own width (`line_widths`: the ink extent, up to the
+    last ink column, plus INK_MARGIN, on the window lattice; measured here, as evaluate and predict
+    measure it, so all three agree). With `crop` each batch is cut to its widest line (plus the columns its last
     windows read, `crop_widths`), so the padding is not convolved; the logits within each line's
     length are the same either way. At setup every train and val line is checked to get at least
     the steps CTC needs for its text (characters plus repeated neighbours): a ValueError names
-    the lines that do not, instead of their loss silently becoming zero.
+    the lines that do not, instead of their loss silently becoming zero. window_width and
+    window_stride are the line model's (params.yaml's line_model), with no defaults here.
     """
 
     target_names = ("labels", "lengths")
-    augmentation = LINE_AUGMENTATION
 
     def __init__(
         self,
@@ -384,9 +338,9 @@ class EmnistLinesDataModule(_DeviceDataModule):
         *,
         batch_size: int,
         seed: int,
-        augment: bool,
-        window_width: int = 28,
-        window_stride: int = 8,
+        augment: Augmentation | None,
+        window_width: int,
+        window_stride: int,
         crop: bool = True,
     ) -> None:
         super().__init__(h5_path, batch_size=batch_size, seed=seed, augment=augment)
@@ -402,10 +356,7 @@ class EmnistLinesDataModule(_DeviceDataModule):
         self, split: str, group: h5py.Group
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
         images, (labels, lengths), _ = super()._read_split(split, group)
-        extents = (
-            torch.from_numpy(np.asarray(group["widths"]).astype(np.int64)) if "widths" in group else ink_extents(images)
-        )
-        widths = line_widths(extents, self.image_width, self.window_width, self.window_stride)  # (M,)
+        widths = line_widths(ink_extents(images), self.image_width, self.window_width, self.window_stride)  # (M,)
         input_lengths = output_lengths(widths, self.window_width, self.window_stride)  # (M,)
         self._check_alignable(split, labels, lengths, input_lengths)
         crop = crop_widths(widths, self.image_width, self.window_width, self.window_stride) if self.crop else None

@@ -1,7 +1,7 @@
 """Lightning wrapper that trains a character classifier (any nn.Module giving (B, C) logits).
 
 Batches arrive already on the device, as floats in [0, 1] and (for training) augmented by
-`text_recognizer.data.device_loader`, so this module only holds the loss, the optimiser,
+`text_recognizer.data.device_loader` (DeviceLoader), so this module only holds the loss, the optimiser,
 the schedule and the metrics.
 """
 
@@ -18,14 +18,15 @@ from torch import nn
 from text_recognizer.lit_models.optim import AdamWSettings, configure_adamw
 from text_recognizer.metadata import NUM_EMNIST_CLASSES
 
-# EMNIST ByClass has classes that even people cannot tell apart from the glyph alone
-# (o/O/0, l/I/1, s/S, c/C, x/X, ...). Hard targets push the logits of those pairs apart without
-# bound; smoothing caps that, which keeps the probabilities calibrated and the loss honest.
-LABEL_SMOOTHING = 0.1
-
 
 class CharClassifier(pl.LightningModule):
-    """Cross-entropy training of `model`; logs train/loss, val/loss and val/acc once per epoch."""
+    """Cross-entropy training of `model`; logs train/loss, val/loss and val/acc once per epoch.
+
+    label_smoothing (train_cnn.label_smoothing): EMNIST ByClass has classes that even people cannot
+    tell apart from the glyph alone (o/O/0, l/I/1, s/S, c/C, x/X, ...). Hard targets push the logits
+    of those pairs apart without bound; smoothing caps that, which keeps the probabilities
+    calibrated and the loss honest.
+    """
 
     def __init__(
         self,
@@ -33,7 +34,7 @@ class CharClassifier(pl.LightningModule):
         *,
         optimizer: AdamWSettings,
         num_classes: int = NUM_EMNIST_CLASSES,
-        label_smoothing: float = LABEL_SMOOTHING,
+        label_smoothing: float,
     ) -> None:
         super().__init__()
         self.model = model

@@ -1,5 +1,7 @@
 """CTC loss, greedy decoding and the line metrics (character error rate from torchmetrics, line accuracy).
 
+How many steps CTC needs for a text, and how many a line gets, is text_recognizer.line_geometry's.
+
 Conventions (text_recognizer.metadata): logits are (B, C, T) as LineCNN emits them, class 0
 is the CTC blank, label rows are padded with PAD_INDEX past `target_lengths`. Metrics take
 the real texts only, so padding can never be counted.
@@ -7,10 +9,8 @@ the real texts only, so padding can never be counted.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics.functional.text import char_error_rate
@@ -118,32 +118,3 @@ def line_accuracy(preds: Sequence[str], targets: Sequence[str]) -> float:
     """Fraction of lines read exactly right."""
     _check_pairs(preds, targets)
     return sum(p == t for p, t in zip(preds, targets, strict=True)) / len(targets)
-
-
-def ctc_steps_needed(labels_row_or_text: str | np.ndarray | list[int]) -> int:
-    """The fewest CTC output steps that can emit this line: its length plus one per pair of equal neighbours.
-
-    CTC collapses repeats, so "ll" can only be read as two letters with a blank between
-    them: "bookkeeper" (10 characters, 3 such pairs) needs 13 steps, "aaaa" needs 7. A
-    label row counts up to its first PAD_INDEX. Fewer steps than this make the line's loss
-    infinite, which zero_infinity would silently turn into 0.
-    """
-    if isinstance(labels_row_or_text, str):
-        text = labels_row_or_text
-        return len(text) + sum(a == b for a, b in itertools.pairwise(text))
-    row = np.asarray(labels_row_or_text)
-    if row.ndim != 1:
-        raise ValueError(f"expected one label row or a string, got shape {row.shape}")
-    pads = np.flatnonzero(row == PAD_INDEX)
-    seq = row[: pads[0]] if pads.size else row
-    return int(len(seq) + np.count_nonzero(seq[1:] == seq[:-1]))
-
-
-def ctc_steps_needed_rows(labels: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """ctc_steps_needed for every row of labels (M, L) with lengths (M,), vectorised: (M,) int64."""
-    labels, lengths = np.asarray(labels), np.asarray(lengths)
-    if labels.ndim != 2 or lengths.shape != labels.shape[:1]:
-        raise ValueError(f"labels must be (M, L) and lengths (M,), got {labels.shape} and {lengths.shape}")
-    both_in_text = np.arange(1, labels.shape[1]) < lengths[:, None]  # position k and k - 1 inside the text
-    repeats = np.count_nonzero((labels[:, 1:] == labels[:, :-1]) & both_in_text, axis=1)
-    return lengths.astype(np.int64) + repeats

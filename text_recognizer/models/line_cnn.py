@@ -1,100 +1,23 @@
 """A fully convolutional line reader: one logit vector per sliding window, for CTC, with an optional context head.
 
-Also the window arithmetic that lets a batch skip its padding: a line's own width on the window
-lattice (`line_widths`), the output steps it gets (`output_lengths`) and the crop that keeps each
-line's logits exactly what the full-width image gives (`crop_width`, `crop_lines`).
+The window arithmetic (the steps a line gets, its own width, the crop of a batch) is in
+text_recognizer.line_geometry, which the data modules use too.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from text_recognizer.line_geometry import output_length
 from text_recognizer.metadata import GLYPH_SIZE, LINE_TOKENS
 from text_recognizer.models.resnet import ResidualBlock
+from text_recognizer.params import LINE_HEADS, LineHead
 
-Head = Literal["none", "lstm", "transformer"]
-HEADS: tuple[str, ...] = ("none", "lstm", "transformer")
-# Columns past a window's right edge that still reach its output: 1 from the full-resolution 3x3
-# conv, 2 from the stride-2 conv and 2 x 2 from the residual block's 3x3 convs at half resolution.
-RIGHT_CONTEXT = 5
-# Blank columns kept after a line's last ink column, so that its last window ends on background.
-INK_MARGIN = 4
 _TRANSFORMER_LAYERS = 2
-
-
-def output_length(image_width: int, window_width: int = 28, window_stride: int = 8) -> int:
-    """Number of windows T = (W - window_width) // window_stride + 1 that LineCNN emits for a W-pixel line."""
-    if image_width < window_width:
-        raise ValueError(f"line image width {image_width} is narrower than window_width {window_width}")
-    return (image_width - window_width) // window_stride + 1
-
-
-def output_lengths(widths: torch.Tensor, window_width: int = 28, window_stride: int = 8) -> torch.Tensor:
-    """`output_length` of every line width in `widths` (N,) at once: the per-line CTC input lengths (N,) int64."""
-    if widths.numel() and int(widths.min()) < window_width:
-        raise ValueError(f"line widths must be >= window_width {window_width}, got {int(widths.min())}")
-    return (widths.long() - window_width).div(window_stride, rounding_mode="floor") + 1
-
-
-def ink_extents(images: torch.Tensor) -> torch.Tensor:
-    """Columns up to the last one holding ink (N,) int64, 0 for a blank line; images (N, H, W) or (N, 1, H, W)."""
-    columns = (images.flatten(1, -2) > 0).any(dim=1)  # (N, W): any ink in the column
-    width = columns.shape[1]
-    last_from_right = columns.flip(1).int().argmax(dim=1)  # (N,) 0 when the last column has ink
-    return torch.where(columns.any(dim=1), width - last_from_right, 0).long()
-
-
-def _on_lattice(widths: torch.Tensor, window_width: int, window_stride: int) -> torch.Tensor:
-    """The smallest window_width + k * window_stride >= each width: a width that whole windows tile exactly."""
-    steps = (widths.long() - window_width).clamp(min=0)
-    return window_width + (steps + window_stride - 1).div(window_stride, rounding_mode="floor") * window_stride
-
-
-def line_widths(
-    extents: torch.Tensor, image_width: int, window_width: int = 28, window_stride: int = 8, margin: int = INK_MARGIN
-) -> torch.Tensor:
-    """Each line's own width (N,): its ink extent plus `margin`, rounded up to the window lattice, <= image_width.
-
-    Its last window then ends at least `margin` pixels past the last ink, and `output_lengths`
-    of these widths are the CTC input lengths the line gets.
-    """
-    if image_width < window_width:
-        raise ValueError(f"line image width {image_width} is narrower than window_width {window_width}")
-    return _on_lattice(extents + margin, window_width, window_stride).clamp(max=image_width)
-
-
-def crop_widths(widths: torch.Tensor, image_width: int, window_width: int = 28, window_stride: int = 8) -> torch.Tensor:
-    """Columns (N,) a line of each width needs in a batch so that its logits within its length stay exact.
-
-    Its windows read RIGHT_CONTEXT columns past its width; rounded up to the window lattice (one
-    more window), never past image_width. A batch keeps the largest of its lines' crop widths.
-    """
-    return _on_lattice(widths + RIGHT_CONTEXT, window_width, window_stride).clamp(max=image_width)
-
-
-def crop_width(widths: torch.Tensor, image_width: int, window_width: int = 28, window_stride: int = 8) -> int:
-    """Columns a batch of lines of `widths` (B,) keeps: the largest of their `crop_widths`."""
-    return int(crop_widths(widths.max().reshape(1), image_width, window_width, window_stride))
-
-
-def crop_lines(
-    x: torch.Tensor, window_width: int = 28, window_stride: int = 8, extents: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of lines (B, 1, 28, W) cut to what its lines need, and their CTC input lengths (B,) int64.
-
-    `extents` (B,) are the lines' ink extents in pixels when known (the h5 `widths`); else they
-    are read from the ink. Feed both outputs to `LineCNN(x, lengths)` and `greedy_decode`.
-    """
-    if extents is None:
-        extents = ink_extents(x)
-    widths = line_widths(extents.to(x.device), x.shape[-1], window_width, window_stride)
-    lengths = output_lengths(widths, window_width, window_stride)
-    return x[..., : crop_width(widths, x.shape[-1], window_width, window_stride)], lengths
 
 
 def sinusoidal_positions(steps: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -121,10 +44,12 @@ class LineCNN(nn.Module):
     [t * window_stride/2, t * window_stride/2 + window_width/2), i.e. the window of window_width
     pixels of the line starting at pixel t * window_stride; consecutive positions are window_stride
     pixels apart. The 3x3 convolutions of the backbone add a context margin of 6 pixels on the
-    left and RIGHT_CONTEXT (5) on the right of that window; the whole 28-pixel height is always seen.
+    left and line_geometry.RIGHT_CONTEXT (5) on the right of that window; the whole 28-pixel height is
+    always seen.
 
     Context heads (between the window features and the classifier; the window alone sees ~1.5 glyphs):
-    "none": nothing, the network above (checkpoints without `head` are this one, same weights).
+    "none": nothing, the network above (checkpoints without `head` are this one, same weights: see
+    checkpoint.build_model).
     "lstm": a bidirectional LSTM over the window features (CRNN; FSDL's LineCNNLSTM), hidden size
     fc_dim, the two directions summed and added to the features (residual, so the window evidence
     stays). With `lengths` it runs packed (pack_padded_sequence): each line's backward pass starts
@@ -133,7 +58,7 @@ class LineCNN(nn.Module):
     "transformer": 2 pre-norm encoder layers (4 heads where fc_dim allows, feed-forward 2 x fc_dim)
     over the features plus sinusoidal positions; `lengths` give the key padding mask.
 
-    Parameters
+    Parameters (keyword-only; no defaults but num_classes: training passes params.yaml's line_model section)
     ----------
     num_classes : int
         Output classes per position, blank included (65 = len(LINE_TOKENS)).
@@ -158,13 +83,14 @@ class LineCNN(nn.Module):
 
     def __init__(
         self,
+        *,
         num_classes: int = len(LINE_TOKENS),
-        width: int = 64,
-        window_width: int = 28,
-        window_stride: int = 8,
-        fc_dim: int = 256,
-        dropout: float = 0.2,
-        head: Head = "none",
+        width: int,
+        window_width: int,
+        window_stride: int,
+        fc_dim: int,
+        dropout: float,
+        head: LineHead,
     ) -> None:
         super().__init__()
         if window_width < 2 or window_width % 2:
@@ -173,8 +99,8 @@ class LineCNN(nn.Module):
             raise ValueError(f"window_stride must be an even number >= 2, got {window_stride}")
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        if head not in LINE_HEADS:
+            raise ValueError(f"head must be one of {', '.join(LINE_HEADS)}, got {head!r}")
         if head == "transformer" and fc_dim % 2:
             raise ValueError(f"head 'transformer' needs an even fc_dim (sinusoidal positions), got {fc_dim}")
         self.window_width = window_width

@@ -84,7 +84,7 @@ class ResNetClassifier(nn.Module):
     Fewer than three blocks stop earlier and the pooling brings their maps to 4x4. Any
     num_blocks >= 1 therefore builds, and depth grows without shrinking the maps further.
 
-    Parameters
+    Parameters (keyword-only; no defaults but num_classes: training passes params.yaml's model section)
     ----------
     num_classes : int
         Number of output logits (62 EMNIST ByClass classes).
@@ -101,9 +101,7 @@ class ResNetClassifier(nn.Module):
     output: (B, num_classes) logits
     """
 
-    def __init__(
-        self, num_classes: int = NUM_EMNIST_CLASSES, num_blocks: int = 3, width: int = 64, dropout: float = 0.2
-    ) -> None:
+    def __init__(self, *, num_classes: int = NUM_EMNIST_CLASSES, num_blocks: int, width: int, dropout: float) -> None:
         super().__init__()
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
