@@ -73,6 +73,26 @@ def test_label_components_matches_a_flood_fill():
         assert len(pairs) == n == len({a for a, _ in pairs}) == len({b for _, b in pairs})
 
 
+def test_glyph_merging_matches_every_pair_tried():
+    """`_merged` tries only the pairs that can share a column: the same glyphs as trying every pair."""
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n = int(rng.integers(1, 40))
+        left = rng.integers(0, 200, n)
+        right = left + rng.integers(1, 30, n)
+        joined = rng.integers(1, 6, n)
+        group = list(range(n))  # each component's glyph: relabelled whenever an edge joins two glyphs
+        for i in range(n):
+            for j in range(i + 1, n):
+                shared = min(right[i], right[j]) - max(left[i], left[j])
+                narrower = min(right[i] - left[i], right[j] - left[j])
+                if shared >= normalize.MERGE_OVERLAP * narrower or (shared >= 0 and joined[i] == joined[j]):
+                    group = [group[i] if g == group[j] else g for g in group]
+        merged = normalize._merged(left, right, joined)
+        pairs = set(zip(group, merged.tolist(), strict=True))  # the same partition, whatever the numbering
+        assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}) == int(merged.max()) + 1
+
+
 @needs_fonts
 @pytest.mark.parametrize(
     "style",
