@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from machine import arguments, random_texts, report, start
 
-from text_recognizer.char_lm import CharLM
 from text_recognizer.data.sentences import load_brown_text, sample_phrases
-from text_recognizer.decoding import beam_decode
 from text_recognizer.lit_models.ctc import character_error_rate, greedy_decode, indices_to_text
 from text_recognizer.metadata import BLANK_INDEX, LINE_TOKENS, PAD_INDEX
+from text_recognizer.reading.char_lm import CharLM
+from text_recognizer.reading.decoding import beam_decode
 
 STEPS = 109
 BROWN = Path(__file__).resolve().parents[2] / "shared/datasets/nltk_data/corpora/brown.zip"

@@ -74,9 +74,9 @@ def train(run_dir: Path, lines_h5: Path, params: dict[str, Any]) -> float:
 
 
 def evaluate(run_dir: Path, processed: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
-    from text_recognizer.char_lm import CharLM
     from text_recognizer.data.sentences import phrases_text
-    from text_recognizer.evaluation import evaluate_lines, line_decoder
+    from text_recognizer.reading.char_lm import CharLM
+    from text_recognizer.reading.evaluation import evaluate_lines, line_decoder
 
     ev, lm_params = params["evaluate"], params["char_lm"]
     train_text = (processed / "train_text.txt").read_text(encoding="utf-8")

@@ -24,11 +24,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.font_lines, run from anywhere
 
 from tests.font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line
-from text_recognizer.char_lm import CharLM
-from text_recognizer.checkpoint import LoadedModel
-from text_recognizer.evaluation import LineDecoder, line_decoder
 from text_recognizer.lit_models.ctc import character_error_rate, greedy_decode
-from text_recognizer.predict import LAYOUTS, PredictError, load_model, read_array
+from text_recognizer.models.checkpoint import LoadedModel
+from text_recognizer.reading.char_lm import CharLM
+from text_recognizer.reading.evaluation import LineDecoder, line_decoder
+from text_recognizer.reading.predict import LAYOUTS, PredictError, load_model, read_array
 
 REPO = Path(__file__).resolve().parents[1]
 

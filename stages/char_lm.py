@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 from common import require_file, run, section
 
-from text_recognizer.char_lm import CharLM
 from text_recognizer.data.sentences import phrases_text
 from text_recognizer.io import atomic_path
 from text_recognizer.params import CharLMParams, EmnistLinesParams
+from text_recognizer.reading.char_lm import CharLM
 
 
 def main(argv: list[str]) -> None:

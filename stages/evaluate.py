@@ -28,16 +28,16 @@ def main(argv: list[str]) -> None:
     require_h5(emnist_h5, made_by="emnist_hdf5")
     require_h5(lines_h5, made_by="emnist_lines")
 
-    from text_recognizer.char_lm import CharLM
-    from text_recognizer.checkpoint import save_with_extra
-    from text_recognizer.evaluation import (
+    from text_recognizer.metadata import EMNIST_CLASSES
+    from text_recognizer.models.checkpoint import save_with_extra
+    from text_recognizer.reading.char_lm import CharLM
+    from text_recognizer.reading.evaluation import (
         evaluate_char,
         evaluate_lines,
         line_decoder,
         per_class_summary,
         save_line_predictions,
     )
-    from text_recognizer.metadata import EMNIST_CLASSES
 
     chars = evaluate_char(Path(cnn_ckpt), Path(emnist_h5), batch_size=params.batch_size)
     lm = CharLM.load(char_lm)

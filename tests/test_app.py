@@ -34,11 +34,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from text_recognizer.checkpoint import save_checkpoint
 from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
+from text_recognizer.models.checkpoint import save_checkpoint
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier
-from text_recognizer.predict import (
+from text_recognizer.reading.predict import (
     DEFAULT_MAX_PIXELS,
     LoadedModel,
     PredictError,

@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from text_recognizer import char_lm
-from text_recognizer.char_lm import CharLM
 from text_recognizer.metadata import BLANK_INDEX, LINE_TOKENS, PAD_INDEX
+from text_recognizer.reading import char_lm
+from text_recognizer.reading.char_lm import CharLM
 
 TOY = ("<blank>", "a", "b")
 WORDS = ("the", "of", "and", "to", "a", "in", "that", "is", "was", "he", "for", "it", "with", "as", "his", "on")

@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from text_recognizer.checkpoint import save_checkpoint
 from text_recognizer.cli import main
 from text_recognizer.metadata import CHAR_TO_LINE_INDEX, LINE_TOKENS, PAD_INDEX
+from text_recognizer.models.checkpoint import save_checkpoint
 from text_recognizer.models.line_cnn import LineCNN
 
 LINE_KWARGS = {

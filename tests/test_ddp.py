@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from tests import train_stage
 from tests.train_stage import STAGE, write_emnist_h5
-from text_recognizer.checkpoint import load_checkpoint
+from text_recognizer.models.checkpoint import load_checkpoint
 from text_recognizer.params import ModelParams, ParamError, TrainParams, load_section
 from text_recognizer.training import resolve_hardware, train
 

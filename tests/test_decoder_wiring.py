@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from text_recognizer import cli
-from text_recognizer.char_lm import CharLM
-from text_recognizer.checkpoint import save_checkpoint
-from text_recognizer.evaluation import evaluate_lines, line_decoder, line_logits
 from text_recognizer.lit_models.ctc import character_error_rate, greedy_decode, indices_to_text
 from text_recognizer.metadata import CHAR_TO_LINE_INDEX, LINE_TOKENS, PAD_INDEX
+from text_recognizer.models.checkpoint import save_checkpoint
 from text_recognizer.models.line_cnn import LineCNN
-from text_recognizer.predict import load_model
+from text_recognizer.reading.char_lm import CharLM
+from text_recognizer.reading.evaluation import evaluate_lines, line_decoder, line_logits
+from text_recognizer.reading.predict import load_model
 
 KWARGS = {"width": 8, "fc_dim": 16, "window_width": 28, "window_stride": 8, "dropout": 0.2, "head": "none"}
 TEXTS = ["ab", "a", "ba c", "cab"]
@@ -88,8 +88,8 @@ def test_cli_predict_decoder_choice(checkpoint: Path, tmp_path: Path, capsys, mo
     """--decoder beam reads with the settings and the LM the checkpoint records (evaluate's reader), from any folder."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from text_recognizer.checkpoint import save_with_extra
     from text_recognizer.data.download import file_digest
+    from text_recognizer.models.checkpoint import save_with_extra
 
     image = Image.new("L", (200, 60), 255)
     ImageDraw.Draw(image).text((10, 10), "ab ca", fill=0, font=ImageFont.load_default(size=36))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from text_recognizer.char_lm import CharLM
-from text_recognizer.decoding import beam_decode, beam_search
 from text_recognizer.lit_models.ctc import greedy_decode, indices_to_text
 from text_recognizer.metadata import BLANK_INDEX, CHAR_TO_LINE_INDEX, LINE_TOKENS, PAD_INDEX
+from text_recognizer.reading.char_lm import CharLM
+from text_recognizer.reading.decoding import beam_decode, beam_search
 
 TOY = ("<blank>", "a", "b", "c")  # no padding token: every class but the blank is a character
 

@@ -194,7 +194,7 @@ def test_run_lets_foreign_errors_through(common, err):
 
 
 def test_run_reports_the_projects_errors_in_one_line_each(common, capsys):
-    from text_recognizer.checkpoint import CheckpointError  # a project class that predates ProjectError
+    from text_recognizer.models.checkpoint import CheckpointError  # a project class that predates ProjectError
 
     cases = [
         (ParamError("model.width must be >= 1, got 0", "char_lm.order must be in 1..10, got 0"),

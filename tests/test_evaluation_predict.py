@@ -17,10 +17,14 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from text_recognizer import cli, normalize
-from text_recognizer.checkpoint import CheckpointError, save_checkpoint
+from text_recognizer import cli
 from text_recognizer.cli import main
-from text_recognizer.evaluation import (
+from text_recognizer.metadata import CHAR_TO_LINE_INDEX, EMNIST_CLASSES, LINE_TOKENS, PAD_INDEX
+from text_recognizer.models.checkpoint import CheckpointError, save_checkpoint
+from text_recognizer.models.line_cnn import LineCNN
+from text_recognizer.models.resnet import ResNetClassifier
+from text_recognizer.reading import normalize
+from text_recognizer.reading.evaluation import (
     LineSample,
     evaluate_char,
     evaluate_lines,
@@ -28,10 +32,7 @@ from text_recognizer.evaluation import (
     save_line_predictions,
     to_model_input,
 )
-from text_recognizer.metadata import CHAR_TO_LINE_INDEX, EMNIST_CLASSES, LINE_TOKENS, PAD_INDEX
-from text_recognizer.models.line_cnn import LineCNN
-from text_recognizer.models.resnet import ResNetClassifier
-from text_recognizer.predict import (
+from text_recognizer.reading.predict import (
     DEFAULT_MAX_PIXELS,
     PredictError,
     Reading,

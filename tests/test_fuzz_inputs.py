@@ -30,11 +30,11 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from text_recognizer.checkpoint import save_checkpoint
 from text_recognizer.cli import main
 from text_recognizer.metadata import CHAR_TO_LINE_INDEX, LINE_TOKENS
+from text_recognizer.models.checkpoint import save_checkpoint
 from text_recognizer.models.line_cnn import LineCNN
-from text_recognizer.predict import PredictError, load_image
+from text_recognizer.reading.predict import PredictError, load_image
 
 try:
     from tests import odd_images

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from text_recognizer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from text_recognizer.line_geometry import (
     RIGHT_CONTEXT,
     crop_lines,
@@ -16,6 +15,7 @@ from text_recognizer.line_geometry import (
     output_lengths,
 )
 from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS
+from text_recognizer.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier, stage_sizes
 

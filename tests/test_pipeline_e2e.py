@@ -174,9 +174,9 @@ def test_predict_beam_reads_as_evaluate_did_from_any_folder(repo: PipelineRepo, 
     predict --decoder beam reads with those, run from another folder whose params.yaml says otherwise."""
     import yaml
 
-    from text_recognizer.char_lm import CharLM
-    from text_recognizer.evaluation import evaluate_lines, line_decoder
-    from text_recognizer.predict import load_model
+    from text_recognizer.reading.char_lm import CharLM
+    from text_recognizer.reading.evaluation import evaluate_lines, line_decoder
+    from text_recognizer.reading.predict import load_model
 
     reader, lm = repo.path / "models" / "line_reader.pt", repo.path / "models" / "char_lm.npz"
     reading = load_model(reader, device="cpu").extra["reading"]

@@ -1,6 +1,6 @@
 """Reading input that no pipeline code drew: lines and glyphs set in fonts the offline source does not use.
 
-Model-free tests check the normaliser (text_recognizer/normalize.py) against what was rendered;
+Model-free tests check the normaliser (text_recognizer/reading/normalize.py) against what was rendered;
 the others read the same lines with the offline models through the code `predict` uses.
 """
 
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from text_recognizer import normalize
 from text_recognizer.lit_models.ctc import character_error_rate
 from text_recognizer.metadata import GLYPH_SIZE
 from text_recognizer.params import load_all
-from text_recognizer.predict import PredictError, load_model, preprocess_line, read_array
+from text_recognizer.reading import normalize
+from text_recognizer.reading.predict import PredictError, load_model, preprocess_line, read_array
 
 try:
     from tests.font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line

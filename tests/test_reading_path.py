@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from text_recognizer.cli import main
-from text_recognizer.evaluation import evaluate_lines
 from text_recognizer.lit_models.ctc import character_error_rate
+from text_recognizer.reading.evaluation import evaluate_lines
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import torch
 
 from tests import train_stage
 from tests.train_stage import STAGE, write_emnist_h5
-from text_recognizer.checkpoint import load_checkpoint
 from text_recognizer.lit_models.callbacks import ResumeCheckpoint, fingerprint, rng_states, set_rng_states
+from text_recognizer.models.checkpoint import load_checkpoint
 from text_recognizer.params import load_section
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from text_recognizer.checkpoint import load_checkpoint
 from text_recognizer.data.augmentation import Augmentation, augment_batch, augmentation
 from text_recognizer.data.device_loader import DeviceLoader, EmnistDataModule
 from text_recognizer.data.synthetic import render_glyphs
@@ -26,6 +25,7 @@ from text_recognizer.metadata import (
     PAD_INDEX,
     emnist_class_to_line_index,
 )
+from text_recognizer.models.checkpoint import load_checkpoint
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.params import LineModelParams, ModelParams, TrainParams, load_section
 from text_recognizer.training import adamw_settings, resolve_hardware, train
@@ -346,7 +346,7 @@ def test_a_line_model_records_its_lines_and_predict_reads_at_its_pitch(tmp_path:
 
     from text_recognizer.data.emnist_lines import build_emnist_lines
     from text_recognizer.data.sources import synthesize_brown
-    from text_recognizer.predict import load_model, read_array
+    from text_recognizer.reading.predict import load_model, read_array
 
     emnist = _write_emnist_h5(tmp_path / "emnist.h5", {"train": 4, "val": 2, "test": 2}, classes=62, seed=3)
     lines = build_emnist_lines(

@@ -27,7 +27,14 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from text_recognizer.predict import DEFAULT_MAX_PIXELS, LoadedModel, PredictError, load_image, load_model, read_array
+from text_recognizer.reading.predict import (
+    DEFAULT_MAX_PIXELS,
+    LoadedModel,
+    PredictError,
+    load_image,
+    load_model,
+    read_array,
+)
 
 DISPLAY_HEIGHT = 112  # the 28-px model input is shown enlarged (nearest neighbour) so its pixels can be seen
 LINE_CANVAS = (1200, 300)  # (width, height): room for a short line of handwriting

@@ -36,7 +36,7 @@ def _max_pixels_option(parser: argparse.ArgumentParser) -> None:
 
 def _check_default_model(model: Path) -> None:
     """The default reader is made by `dvc repro`; say so rather than only 'not found'."""
-    from text_recognizer.predict import PredictError
+    from text_recognizer.reading.predict import PredictError
 
     if model == Path(READER) and not model.exists():
         raise PredictError(
@@ -51,8 +51,8 @@ def _line_decoder(args: argparse.Namespace, loaded):  # (argparse, predict.Loade
     models/line_reader.pt), and the LM must be the one evaluated (same sha256): never from a params.yaml.
     """
     from text_recognizer.data.download import file_digest
-    from text_recognizer.evaluation import line_decoder
-    from text_recognizer.predict import PredictError
+    from text_recognizer.reading.evaluation import line_decoder
+    from text_recognizer.reading.predict import PredictError
 
     if args.decoder == "greedy" or loaded.kind == "char":
         return line_decoder("greedy")
@@ -69,7 +69,7 @@ def _line_decoder(args: argparse.Namespace, loaded):  # (argparse, predict.Loade
             f"{args.lm} is not the language model {args.model} was evaluated with "
             f"(sha256 {reading['lm_sha256'][:12]}…): pass that one with --lm, or rerun `dvc repro evaluate`"
         )
-    from text_recognizer.char_lm import CharLM
+    from text_recognizer.reading.char_lm import CharLM
 
     try:
         lm = CharLM.load(args.lm)
@@ -82,7 +82,7 @@ def _predict(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from text_recognizer.io import OutputError, atomic_path, check_new_output
-    from text_recognizer.predict import PredictError, load_image, load_model, read_array, shown_path
+    from text_recognizer.reading.predict import PredictError, load_image, load_model, read_array, shown_path
 
     try:
         if args.show_input is not None:  # before any work: a directory or an existing file is never replaced
@@ -125,7 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise
         print("error: the web page needs the app extra: pip install 'text-recognizer[app]'", file=sys.stderr)
         return 1
-    from text_recognizer.predict import PredictError
+    from text_recognizer.reading.predict import PredictError
 
     try:
         _check_default_model(args.model)

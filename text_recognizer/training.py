@@ -26,7 +26,6 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from text_recognizer.checkpoint import MODEL_CLASSES, Kind, save_checkpoint
 from text_recognizer.data.augmentation import augmentation
 from text_recognizer.data.device_loader import EmnistDataModule, EmnistLinesDataModule
 from text_recognizer.data.emnist_lines import drawn_statistics, ink_measures
@@ -41,6 +40,7 @@ from text_recognizer.lit_models.classifier import CharClassifier
 from text_recognizer.lit_models.line_recognizer import LineRecognizer
 from text_recognizer.lit_models.optim import AdamWSettings
 from text_recognizer.lit_models.progress import progress_callbacks
+from text_recognizer.models.checkpoint import MODEL_CLASSES, Kind, save_checkpoint
 from text_recognizer.params import CharTrainParams, LineModelParams, ModelParams, ParamError, TrainParams
 from text_recognizer.processes import RankZeroOutputs
 

@@ -2,7 +2,7 @@
 
 A photo, a scan or a drawing looks nothing like the training data, so it is first brought to
 the EMNIST look: grayscale, white ink on black, and each glyph fitted into its own 28x28 cell
-as EMNIST glyphs are (text_recognizer/normalize.py says how and why). `layout="line"` keeps
+as EMNIST glyphs are (text_recognizer/reading/normalize.py says how and why). `layout="line"` keeps
 the older whole-line scaling (height 28, ink about 20 rows) for input that already looks like
 EMNISTLines.
 
@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from text_recognizer import normalize
-from text_recognizer.checkpoint import CheckpointError, Kind, LoadedModel, load_checkpoint
-from text_recognizer.evaluation import LineDecoder, default_device, line_logits, to_model_input
 from text_recognizer.lit_models.ctc import greedy_decode, indices_to_text
 from text_recognizer.metadata import GLYPH_SIZE
-from text_recognizer.normalize import GLYPH_BOX, BlankImageError
+from text_recognizer.models.checkpoint import CheckpointError, Kind, LoadedModel, load_checkpoint
+from text_recognizer.reading import normalize
+from text_recognizer.reading.evaluation import LineDecoder, default_device, line_logits, to_model_input
+from text_recognizer.reading.normalize import GLYPH_BOX, BlankImageError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from text_recognizer.char_lm import CharLM
 from text_recognizer.metadata import BLANK_INDEX, PAD_INDEX
+from text_recognizer.reading.char_lm import CharLM
 
 _MUL1, _MUL2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
 _NONE = -2  # length of an empty beam slot: no prefix length matches it

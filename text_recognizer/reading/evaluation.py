@@ -17,9 +17,6 @@ import h5py
 import numpy as np
 import torch
 
-from text_recognizer.char_lm import CharLM
-from text_recognizer.checkpoint import LoadedModel, load_checkpoint
-from text_recognizer.decoding import beam_decode
 from text_recognizer.io import atomic_path
 from text_recognizer.line_geometry import crop_lines
 from text_recognizer.lit_models.ctc import (
@@ -29,6 +26,9 @@ from text_recognizer.lit_models.ctc import (
     labels_to_texts,
     line_accuracy,
 )
+from text_recognizer.models.checkpoint import LoadedModel, load_checkpoint
+from text_recognizer.reading.char_lm import CharLM
+from text_recognizer.reading.decoding import beam_decode
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
