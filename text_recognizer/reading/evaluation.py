@@ -135,12 +135,18 @@ LineDecoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]  # (logits
 
 
 def line_decoder(
-    decoder: str, *, beam_width: int = 16, lm: CharLM | None = None, lm_weight: float = 0.0
+    decoder: str, *, beam_width: int | None = None, lm: CharLM | None = None, lm_weight: float | None = None
 ) -> LineDecoder:
-    """`greedy` (best path) or `beam` (CTC prefix beam search, fused with `lm` when given)."""
+    """`greedy` (best path) or `beam` (CTC prefix beam search, fused with `lm` when given).
+
+    Beam search has no settings of its own: beam_width and lm_weight come from the evaluate params or a
+    reader checkpoint's record, so that what is evaluated is what is read.
+    """
     if decoder == "greedy":
         return greedy_decode
     if decoder == "beam":
+        if beam_width is None or lm_weight is None:
+            raise ValueError("beam search needs beam_width and lm_weight (evaluate's, or the reader's record)")
 
         def beam(logits: torch.Tensor, input_lengths: torch.Tensor) -> list[list[int]]:
             return beam_decode(logits, beam_width=beam_width, lm=lm, lm_weight=lm_weight, input_lengths=input_lengths)
