@@ -47,6 +47,10 @@ PHRASES: tuple[str, ...] = (
     "my friend and her dog",
     "look before you leap",
 )
+# The normaliser is tuned and its model-free tests are written on TUNING_PHRASES; the reading test scores
+# HELD_OUT_PHRASES only, which no tuning looked at (every other phrase, so both halves have digits and capitals).
+TUNING_PHRASES: tuple[str, ...] = PHRASES[::2]
+HELD_OUT_PHRASES: tuple[str, ...] = PHRASES[1::2]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,7 @@ the others read the same lines with the offline models through the code `predict
 
 from __future__ import annotations
 
+import os
 import string
 from pathlib import Path
 
@@ -20,14 +21,43 @@ from text_recognizer.reading import normalize
 from text_recognizer.reading.predict import PredictError, load_model, preprocess_line, read_array
 
 try:
-    from tests.font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line
+    from tests.font_lines import (
+        FONT_NAMES,
+        FONT_PACKAGE,
+        HELD_OUT_PHRASES,
+        STYLES,
+        TUNING_PHRASES,
+        Style,
+        find_font,
+        render_line,
+    )
 except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
-    from font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line
+    from font_lines import (
+        FONT_NAMES,
+        FONT_PACKAGE,
+        HELD_OUT_PHRASES,
+        STYLES,
+        TUNING_PHRASES,
+        Style,
+        find_font,
+        render_line,
+    )
 
 MISSING_FONTS = [name for name in FONT_NAMES if find_font(name) is None]
-needs_fonts = pytest.mark.skipif(
-    bool(MISSING_FONTS), reason=f"fonts {MISSING_FONTS} not found: apt-get install {FONT_PACKAGE}"
-)
+REQUIRED = os.environ.get("CI", "").lower() == "true"  # in CI a missing font is a missing install step
+
+
+@pytest.fixture
+def liberation_fonts() -> None:
+    """Skip without the fonts on a developer's machine; fail in CI, where a skip would hide the ≤ 10 % test."""
+    if MISSING_FONTS:
+        message = f"fonts {MISSING_FONTS} not found: apt-get install {FONT_PACKAGE}"
+        if REQUIRED:
+            pytest.fail(f"{message}; CI must run the font tests", pytrace=False)
+        pytest.skip(message)
+
+
+needs_fonts = pytest.mark.usefixtures("liberation_fonts")
 
 
 def segmentation_pattern(gray: np.ndarray) -> str:
@@ -109,7 +139,7 @@ def test_segmentation_finds_each_glyph_and_space(style):
     """Spaces exactly where the text has them, never more glyphs than letters, and at most a touching pair
     (the fonts' own "ry" or "tt", left for the line model to cut) read as one glyph."""
     found = letters = 0
-    for phrase in PHRASES:
+    for phrase in TUNING_PHRASES:
         got, want = segmentation_pattern(render_line(phrase, style)).split("_"), text_pattern(phrase).split("_")
         assert len(got) == len(want), (phrase, got)
         assert all(len(w) - 1 <= len(g) <= len(w) for g, w in zip(got, want, strict=True)), (phrase, got)
@@ -235,13 +265,16 @@ def char_matches(truth: str, read: str) -> bool:
 
 @needs_fonts
 def test_font_lines_read_with_at_most_ten_percent_character_error(offline_models):
-    """The benchmarks/read_fonts.py figure (greedy): at most 10%, and far below the whole-line scaling."""
+    """The benchmarks/read_fonts.py figure (greedy) on the phrases no tuning looked at: at most 10%, and far below
+    the whole-line scaling."""
     loaded = load_model(offline_models / "line_cnn.pt", device="cpu")
-    truths = list(PHRASES) * len(STYLES)
+    truths = list(HELD_OUT_PHRASES) * len(STYLES)
     cer = {}
     for layout in ("glyphs", "line"):
         preds = [
-            read_array(render_line(p, s), loaded, layout=layout, check_kind=False).text for s in STYLES for p in PHRASES
+            read_array(render_line(p, s), loaded, layout=layout, check_kind=False).text
+            for s in STYLES
+            for p in HELD_OUT_PHRASES
         ]
         cer[layout] = character_error_rate(preds, truths)
     assert cer["glyphs"] <= 0.10, f"CER {cer['glyphs']:.1%}"
