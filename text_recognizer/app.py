@@ -5,7 +5,7 @@ uses the CLI's own predict code (`load_model`, `load_image`, `read_array`), so w
 `text-recognizer predict` prints for the same image, plus the normalised image the model saw and,
 for a character checkpoint, the five most likely classes.
 
-An upload reaches the page's code as the file itself (see `build_app`): Gradio never decodes it, so a
+An upload reaches the page's code as the file itself (see `_wire`): Gradio never decodes it, so a
 file that is not an image, a truncated one or one over the pixel limit gets `load_image`'s one-line
 refusal, naming the file as the person uploaded it, never Gradio's error or the server's temp path.
 
@@ -116,7 +116,7 @@ class Upload(NamedTuple):
 
 
 def as_upload(value: Any) -> Upload | None:
-    """The File component's value as it comes from the browser, unprocessed (see `build_app`), as an Upload.
+    """The File component's value as it comes from the browser, unprocessed (see `_wire`), as an Upload.
 
     Accepts Gradio's file data (a dict or FileData with `path` and `orig_name`), a list of them (the first
     one), an Upload, a path, or nothing. The name is the person's, on one line (control characters escaped).
@@ -223,82 +223,129 @@ def build_app(model_path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_M
     reader = Reader(model_path, max_pixels=max_pixels)
     is_char = reader.loaded.kind == "char"
     what = "one character" if is_char else "a line of separate characters"
-    width, height = CHAR_CANVAS if is_char else LINE_CANVAS
     with gr.Blocks(title="text-recognizer", analytics_enabled=False) as app:
         gr.Markdown(
             f"# text-recognizer\nWrite {what} with the mouse or a finger, or upload a photo. "
             f"Model: `{Path(model_path).name}` ({reader.loaded.kind} checkpoint). "
             "Joined-up cursive cannot be read: the models learned from separate EMNIST glyphs."
         )
-        with gr.Tabs():
-            with gr.Tab("Draw", id="draw"):
-                sketch = gr.ImageEditor(
-                    label="Write here",
-                    type="numpy",
-                    image_mode="RGBA",
-                    sources=(),
-                    brush=BRUSH,
-                    eraser=gr.Eraser(default_size=24),
-                    layers=False,
-                    transforms=(),
-                    canvas_size=(width, height),
-                    fixed_canvas=True,
-                    elem_id="sketch",
-                )
-                read_button = gr.Button("Read the drawing", variant="primary", elem_id="read-drawing")
-            with gr.Tab("Upload a photo", id="upload"):
-                upload = gr.File(
-                    label="Photo or scan",
-                    file_count="single",
-                    file_types=["image"],  # the picker's filter; the server does not check it (preprocess=False)
-                    height=120,
-                    elem_id="upload",
-                )
-                uploaded = gr.Image(
-                    label="The uploaded image, as read (grayscale)",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
-                    height=320,
-                    elem_id="upload-preview",
-                )
-        layout = gr.Radio(
-            [
-                ("each glyph in its own 28 px cell (handwriting, photos)", "glyphs"),
-                ("whole line scaled to 28 px (input that already looks like EMNISTLines)", "line"),
-            ],
-            value="glyphs",
-            label="Layout",
-            visible=not is_char,  # a character checkpoint always reads one fitted glyph
-            elem_id="layout",
-        )
-        with gr.Row():
-            with gr.Column(scale=3):
-                text = gr.Textbox(label="Text read", interactive=False, elem_id="reading")
-                status = gr.Markdown(NOTHING_YET, elem_id="status")
-                seen = gr.Image(
-                    label="What the model saw: the normalised input, enlarged",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
-                    height=DISPLAY_HEIGHT + 60,
-                    elem_id="model-input",
-                )
-            top = gr.Label(label="Top 5 classes", num_top_classes=5, visible=is_char, scale=2, elem_id="top-classes")
-        last = gr.State(None)  # the last image read, for rereading it when the layout changes
-        outputs = [text, seen, top, status, last]
-        sketch.change(
-            reader.read_drawing, [sketch, layout], outputs, trigger_mode="always_last", show_progress="hidden"
-        )
-        read_button.click(reader.read_drawing, [sketch, layout], outputs)
-        # preprocess=False: the file reaches read_upload as uploaded. gr.Image would decode it with Pillow first
-        # (a non-image, a truncated file or one past Pillow's 179 MP guard then failed inside Gradio, with its
-        # own error naming the server's temp file), and gr.File would refuse a file by its extension, also
-        # with its own error. load_image decides, with one line naming the file as the person uploaded it.
-        upload.change(reader.read_upload, [upload, layout], [*outputs, uploaded], preprocess=False)
-        layout.change(reader.read, [last, layout], outputs)
-        app.load(None, None, None, js=PICK_BRUSH_JS)
+        inputs = _inputs(is_char)
+        results = _results(is_char)
+        _wire(app, reader, inputs, results)
     return app
+
+
+class _Inputs(NamedTuple):
+    """The page's input components, as `_wire` connects them to the Reader."""
+
+    sketch: gr.ImageEditor
+    read_button: gr.Button
+    upload: gr.File
+    uploaded: gr.Image
+    layout: gr.Radio
+
+
+class _Results(NamedTuple):
+    """The components that show a reading, in page order (`_wire` lists them in the order Reader gives them)."""
+
+    text: gr.Textbox
+    status: gr.Markdown
+    seen: gr.Image
+    top: gr.Label
+
+
+def _inputs(is_char: bool) -> _Inputs:
+    """The two ways in (a tab to draw, a tab to upload) and the layout choice, which only a line model has."""
+    with gr.Tabs():
+        with gr.Tab("Draw", id="draw"):
+            sketch, read_button = _drawing(is_char)
+        with gr.Tab("Upload a photo", id="upload"):
+            upload, uploaded = _upload()
+    layout = gr.Radio(
+        [
+            ("each glyph in its own 28 px cell (handwriting, photos)", "glyphs"),
+            ("whole line scaled to 28 px (input that already looks like EMNISTLines)", "line"),
+        ],
+        value="glyphs",
+        label="Layout",
+        visible=not is_char,  # a character checkpoint always reads one fitted glyph
+        elem_id="layout",
+    )
+    return _Inputs(sketch, read_button, upload, uploaded, layout)
+
+
+def _drawing(is_char: bool) -> tuple[gr.ImageEditor, gr.Button]:
+    """The canvas, sized for what the checkpoint reads (one character or a line), and its read button."""
+    width, height = CHAR_CANVAS if is_char else LINE_CANVAS
+    sketch = gr.ImageEditor(
+        label="Write here",
+        type="numpy",
+        image_mode="RGBA",
+        sources=(),
+        brush=BRUSH,
+        eraser=gr.Eraser(default_size=24),
+        layers=False,
+        transforms=(),
+        canvas_size=(width, height),
+        fixed_canvas=True,
+        elem_id="sketch",
+    )
+    read_button = gr.Button("Read the drawing", variant="primary", elem_id="read-drawing")
+    return sketch, read_button
+
+
+def _upload() -> tuple[gr.File, gr.Image]:
+    """The file picker and the preview of the upload as it was read (grayscale), which only the page fills."""
+    upload = gr.File(
+        label="Photo or scan",
+        file_count="single",
+        file_types=["image"],  # the picker's filter; the server does not check it (preprocess=False)
+        height=120,
+        elem_id="upload",
+    )
+    uploaded = gr.Image(
+        label="The uploaded image, as read (grayscale)",
+        type="numpy",
+        format="png",
+        interactive=False,
+        height=320,
+        elem_id="upload-preview",
+    )
+    return upload, uploaded
+
+
+def _results(is_char: bool) -> _Results:
+    """The reading: text and status, what the model saw, and the top classes (a character model's only)."""
+    with gr.Row():
+        with gr.Column(scale=3):
+            text = gr.Textbox(label="Text read", interactive=False, elem_id="reading")
+            status = gr.Markdown(NOTHING_YET, elem_id="status")
+            seen = gr.Image(
+                label="What the model saw: the normalised input, enlarged",
+                type="numpy",
+                format="png",
+                interactive=False,
+                height=DISPLAY_HEIGHT + 60,
+                elem_id="model-input",
+            )
+        top = gr.Label(label="Top 5 classes", num_top_classes=5, visible=is_char, scale=2, elem_id="top-classes")
+    return _Results(text, status, seen, top)
+
+
+def _wire(app: gr.Blocks, reader: Reader, inputs: _Inputs, results: _Results) -> None:
+    """The events: each way in goes to its Reader method, and a change of layout rereads the last image."""
+    sketch, read_button, upload, uploaded, layout = inputs
+    last = gr.State(None)  # the last image read, for rereading it when the layout changes
+    outputs = [results.text, results.seen, results.top, results.status, last]
+    sketch.change(reader.read_drawing, [sketch, layout], outputs, trigger_mode="always_last", show_progress="hidden")
+    read_button.click(reader.read_drawing, [sketch, layout], outputs)
+    # preprocess=False: the file reaches read_upload as uploaded. gr.Image would decode it with Pillow first
+    # (a non-image, a truncated file or one past Pillow's 179 MP guard then failed inside Gradio, with its
+    # own error naming the server's temp file), and gr.File would refuse a file by its extension, also
+    # with its own error. load_image decides, with one line naming the file as the person uploaded it.
+    upload.change(reader.read_upload, [upload, layout], [*outputs, uploaded], preprocess=False)
+    layout.change(reader.read, [last, layout], outputs)
+    app.load(None, None, None, js=PICK_BRUSH_JS)
 
 
 def serve(

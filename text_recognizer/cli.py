@@ -139,18 +139,43 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="text-recognizer", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _show_lines(args: argparse.Namespace) -> int:
+    """`show-lines`: write the grid, refusing to replace a file unasked; a failure is one line on stderr, status 1."""
+    from text_recognizer.data.emnist_lines import save_sample_grid
+    from text_recognizer.io import OutputError, check_new_output
 
-    predict = commands.add_parser("predict", help="print the text of a line image (or the class of a glyph image)")
-    predict.add_argument("image", type=Path, help="PNG or JPEG; dark ink on light paper or the reverse")
-    predict.add_argument(
+    try:
+        check_new_output(args.out_png, overwrite=args.overwrite)
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    try:
+        save_sample_grid(args.lines_h5, args.out_png, split=args.split, n=args.n)
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError) as err:
+        print(f"error: {args.lines_h5}: {err}", file=sys.stderr)
+        return 1
+    print(args.out_png)
+    return 0
+
+
+def _model_option(parser: argparse.ArgumentParser) -> None:
+    """--model, the same for predict and serve: both read with the evaluate stage's reader by default."""
+    parser.add_argument(
         "--model",
         type=Path,
         default=Path(READER),
         help=f"checkpoint (default: {READER}, the line model as the evaluate stage read it; models/cnn.pt for glyphs)",
     )
+
+
+def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`predict IMAGE`: the options that choose how an image is brought to the model and decoded."""
+    predict = commands.add_parser("predict", help="print the text of a line image (or the class of a glyph image)")
+    predict.add_argument("image", type=Path, help="PNG or JPEG; dark ink on light paper or the reverse")
+    _model_option(predict)
     predict.add_argument(
         "--layout",
         choices=["glyphs", "line"],
@@ -176,17 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--overwrite", action="store_true", help="let --show-input replace an existing file")
     _max_pixels_option(predict)
 
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`serve`: the page's checkpoint, and where it listens (this machine only unless --host says otherwise)."""
     serve = commands.add_parser("serve", help="start a local web page to write on and see what the model reads")
-    serve.add_argument(
-        "--model",
-        type=Path,
-        default=Path(READER),
-        help=f"checkpoint (default: {READER}, the line model as the evaluate stage read it; models/cnn.pt for glyphs)",
-    )
+    _model_option(serve)
     serve.add_argument("--port", type=_port, default=7860, help="default: 7860")
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
     _max_pixels_option(serve)
 
+
+def _add_show_lines(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`show-lines LINES_H5 OUT_PNG`: a grid of sample lines, the first look at a new data file."""
     show = commands.add_parser("show-lines", help="write a PNG grid of sample lines with their text")
     show.add_argument("lines_h5", type=Path, help="an emnist_lines.h5 file")
     show.add_argument("out_png", help="a new PNG file (an existing file only with --overwrite)")
@@ -194,29 +220,25 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--split", default="test", choices=["train", "val", "test"])
     show.add_argument("-n", type=int, default=8, help="number of lines")
 
-    args = parser.parse_args(argv)
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line, one helper per subcommand, so that each command's options read together."""
+    parser = argparse.ArgumentParser(prog="text-recognizer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_predict(commands)
+    _add_serve(commands)
+    _add_show_lines(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.command == "predict":
         return _predict(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "show-lines":
-        from text_recognizer.data.emnist_lines import save_sample_grid
-        from text_recognizer.io import OutputError, check_new_output
-
-        try:
-            check_new_output(args.out_png, overwrite=args.overwrite)
-        except OutputError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        try:
-            save_sample_grid(args.lines_h5, args.out_png, split=args.split, n=args.n)
-        except OutputError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        except (OSError, ValueError, KeyError) as err:
-            print(f"error: {args.lines_h5}: {err}", file=sys.stderr)
-            return 1
-        print(args.out_png)
+        return _show_lines(args)
     return 0
 
 

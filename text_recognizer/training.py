@@ -88,15 +88,13 @@ def train(
             trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = {name: value for name, value in epoch_metrics(trainer).items() if name.startswith("val/")}
         if outputs.all_ranks_done():  # rank 0, once every child rank has exited cleanly
-            extra = {"val_metrics": metrics, "lines" if kind == "line" else "glyphs": drawn, **record}
-            extra.update(world_size=trainer.world_size, num_nodes=trainer.num_nodes, **_progress(trainer))
             save_checkpoint(
                 checkpoint_path,
                 kind=kind,
                 model_kwargs=model_kwargs,
                 state_dict=lit.model.state_dict(),  # save_checkpoint strips torch.compile's prefix
                 mapping=mapping,
-                extra=extra,
+                extra=checkpoint_extra(kind, metrics, drawn, record, trainer),
             )
     if resume is not None and outputs.rank_zero:
         resume.clear()  # published: nothing left to resume
@@ -167,6 +165,16 @@ def _restoring_determinism() -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
+
+
+def checkpoint_extra(
+    kind: Kind, metrics: dict[str, float], drawn: dict[str, float], record: dict[str, object], trainer: pl.Trainer
+) -> dict[str, object]:
+    """What a checkpoint holds besides the network: its val metrics, what the training data looked like (what a
+    reader must bring its input to), the run's params and hardware, and how far and on how many processes it ran."""
+    extra = {"val_metrics": metrics, "lines" if kind == "line" else "glyphs": drawn, **record}
+    extra.update(world_size=trainer.world_size, num_nodes=trainer.num_nodes, **_progress(trainer))
+    return extra
 
 
 def _progress(trainer: pl.Trainer) -> dict[str, int]:

@@ -155,13 +155,8 @@ def fetch(
         raise InputError(f"retries must be >= 0, got {retries}")
     dest = Path(dest)
     expected = _expected_hashes(sha256, md5)
-
-    if dest.is_file():
-        bad = _mismatch(dest, expected)
-        if bad is None:
-            log.info("%s is already present%s; not downloading", dest, " and verified" if expected else "")
-            return dest
-        log.warning("%s exists but does not verify (%s: expected %s, got %s); downloading it again", dest, *bad)
+    if _already_present(dest, expected):
+        return dest
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -169,17 +164,8 @@ def fetch(
     mismatches: list[tuple[str, str, str]] = []
 
     for url in urls:
-        resumed = part.is_file() and part.stat().st_size > 0
         try:
-            _fetch_mirror(url, part, dest.name, timeout_s, retries, backoff_s, progress)
-            bad = _mismatch(part, expected)
-            if bad is not None and resumed:
-                # The bytes we resumed from (an earlier run or another mirror) may be the culprit:
-                # give this mirror one clean download before blaming it.
-                log.warning("%s from %s did not verify after resuming; downloading it again from zero", dest.name, url)
-                part.unlink()
-                _fetch_mirror(url, part, dest.name, timeout_s, retries, backoff_s, progress)
-                bad = _mismatch(part, expected)
+            bad = _fetch_verified(url, part, dest.name, expected, timeout_s, retries, backoff_s, progress)
         except _Permanent as e:
             failures.append((url, str(e)))
             log.warning("mirror %s failed: %s", url, e)
@@ -194,8 +180,63 @@ def fetch(
         os.replace(part, dest)
         log.info("downloaded %s (%s bytes) from %s", dest, f"{dest.stat().st_size:,}", url)
         return dest
+    raise _every_mirror_failed(dest, part, len(urls), failures, mismatches, hint)
 
-    lines = [f"could not download {dest.name} to {dest.parent} from any of {len(urls)} mirror(s):"]
+
+def _already_present(dest: Path, expected: Mapping[str, str]) -> bool:
+    """Whether `dest` is in place and verifies, so that no request is made (a user may pre-stage a large
+    archive by hand); a file that does not verify is logged and downloaded again."""
+    if not dest.is_file():
+        return False
+    bad = _mismatch(dest, expected)
+    if bad is None:
+        log.info("%s is already present%s; not downloading", dest, " and verified" if expected else "")
+        return True
+    log.warning("%s exists but does not verify (%s: expected %s, got %s); downloading it again", dest, *bad)
+    return False
+
+
+def _fetch_verified(
+    url: str,
+    part: Path,
+    name: str,
+    expected: Mapping[str, str],
+    timeout_s: float,
+    retries: int,
+    backoff_s: float,
+    progress: bool,
+) -> tuple[str, str, str] | None:
+    """Fill `part` from one mirror and verify it: the first mismatch (as `_mismatch`), or None when it verifies.
+
+    A mirror is blamed for a bad file only after a download of its own from zero; raises _Permanent when it
+    gives up.
+    """
+    resumed = part.is_file() and part.stat().st_size > 0
+    _fetch_mirror(url, part, name, timeout_s, retries, backoff_s, progress)
+    bad = _mismatch(part, expected)
+    if bad is not None and resumed:
+        # The bytes we resumed from (an earlier run or another mirror) may be the culprit:
+        # give this mirror one clean download before blaming it.
+        log.warning("%s from %s did not verify after resuming; downloading it again from zero", name, url)
+        part.unlink()
+        _fetch_mirror(url, part, name, timeout_s, retries, backoff_s, progress)
+        bad = _mismatch(part, expected)
+    return bad
+
+
+def _every_mirror_failed(
+    dest: Path,
+    part: Path,
+    num_urls: int,
+    failures: Sequence[tuple[str, str]],
+    mismatches: Sequence[tuple[str, str, str]],
+    hint: str,
+) -> DownloadError:
+    """The error once every mirror failed: each URL and why, the kept partial file, the caller's hint.
+
+    A ChecksumError when every failure was a hash mismatch (the file itself is wrong, not the network).
+    """
+    lines = [f"could not download {dest.name} to {dest.parent} from any of {num_urls} mirror(s):"]
     lines += [f"  - {url}: {reason}" for url, reason in failures]
     if part.is_file():
         lines.append(f"  ({part.stat().st_size:,} bytes kept in {part}; the next run resumes from there)")
@@ -204,8 +245,8 @@ def fetch(
     if len(mismatches) == len(failures):
         name, want, got = mismatches[-1]
         lines[0] = f"checksum mismatch for {dest.name}: expected {name} {want}, got {got} (from every mirror):"
-        raise ChecksumError("\n".join(lines), path=str(dest), expected=want, actual=got, failures=failures)
-    raise DownloadError("\n".join(lines), failures)
+        return ChecksumError("\n".join(lines), path=str(dest), expected=want, actual=got, failures=failures)
+    return DownloadError("\n".join(lines), failures)
 
 
 def _fetch_mirror(

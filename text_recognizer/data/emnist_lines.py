@@ -325,48 +325,78 @@ def build_emnist_lines(
     sizes = {"train": params.num_train, "val": params.num_val, "test": params.num_test}
     _check_pools(pools, sizes)
     rngs = split_rngs(params.seed)
-    # Every split's phrases before any output: each generator then goes on to draw its layouts.
+    encoded = _encode_phrases(pools, sizes, params.max_length, rngs)
+    with h5py.File(emnist_h5, "r") as src, atomic_path(out_path, suffix=".h5") as tmp:
+        check_mapping(src)
+        with h5py.File(tmp, "w", libver="earliest") as dst:
+            _write_attrs(dst, params, pools)
+            for split in SPLITS:
+                pool = _read_pool(src, split, emnist_h5) if sizes[split] else (None, None)
+                _write_split(dst, split, encoded[split], pool, params, rngs[split], progress=progress)
+    if train_text_path is not None:
+        write_pool_text(train_text_path, pools, "train")
+    return {"lines": sizes, **pools.counts()}
+
+
+def _encode_phrases(
+    pools: TextPools, sizes: dict[str, int], max_length: int, rngs: dict[str, np.random.Generator]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every split's phrases, sampled and encoded before any output: each split's generator then goes on to
+    draw its layouts, so a split's lines depend on its phrases and its own generator only."""
     encoded = {}
     for split in SPLITS:
         phrases = sample_phrases(pools.text(split), sizes[split], max_length, rngs[split]) if sizes[split] else []
         encoded[split] = encode_texts(phrases, max_length)
-    width = line_width(max_length)
-    with h5py.File(emnist_h5, "r") as src, atomic_path(out_path, suffix=".h5") as tmp:
-        check_mapping(src)
-        with h5py.File(tmp, "w", libver="earliest") as dst:
-            dst.attrs["mapping"] = json.dumps(list(LINE_TOKENS))
-            dst.attrs["max_length"] = int(max_length)
-            dst.attrs["min_overlap"] = float(min_overlap)
-            dst.attrs["max_overlap"] = float(max_overlap)
-            dst.attrs["seed"] = int(seed)
-            dst.attrs["text_val_fraction"] = params.text_val_fraction
-            dst.attrs["text_test_fraction"] = params.text_test_fraction
-            dst.attrs["text_seed"] = params.text_seed
-            dst.attrs["text_pool_documents"] = json.dumps(pools.counts()["documents"])
-            dst.attrs["text_pool_fileids"] = json.dumps({k: list(v) for k, v in pools.fileids.items()})
-            for split in SPLITS:
-                count, rng = sizes[split], rngs[split]
-                glyphs, glyph_labels = _read_pool(src, split, emnist_h5) if count else (None, None)
-                labels, lengths = encoded[split]
-                group = dst.create_group(split)
-                group.create_dataset("labels", data=labels, track_times=False)
-                group.create_dataset("lengths", data=lengths, track_times=False)
-                image_rows = max(1, _IMAGE_CHUNK_BYTES // (GLYPH_SIZE * width))
-                images_ds = _create(group, "images", (count, GLYPH_SIZE, width), np.uint8, image_rows)
-                index_ds = _create(group, "glyph_index", (count, max_length), np.int64, 4096)
-                x_ds = _create(group, "glyph_x", (count, max_length), np.int32, 4096)
-                chunks = range(0, count, CHUNK_LINES)
-                for start in tqdm(chunks, desc=f"emnist_lines {split}", unit="chunk", disable=not progress):
-                    stop = min(start + CHUNK_LINES, count)
-                    images, glyph_index, x = _render(
-                        labels[start:stop], lengths[start:stop], glyphs, glyph_labels, min_overlap, max_overlap, rng
-                    )
-                    images_ds[start:stop] = images
-                    index_ds[start:stop] = glyph_index
-                    x_ds[start:stop] = x
-    if train_text_path is not None:
-        write_pool_text(train_text_path, pools, "train")
-    return {"lines": sizes, **pools.counts()}
+    return encoded
+
+
+def _write_attrs(dst: h5py.File, params: EmnistLinesParams, pools: TextPools) -> None:
+    """The file's attributes: the parameters it was drawn with and the documents of each text pool, so that
+    a reader can tell how the lines were made (and which text no model may have learned from)."""
+    dst.attrs["mapping"] = json.dumps(list(LINE_TOKENS))
+    dst.attrs["max_length"] = int(params.max_length)
+    dst.attrs["min_overlap"] = float(params.min_overlap)
+    dst.attrs["max_overlap"] = float(params.max_overlap)
+    dst.attrs["seed"] = int(params.seed)
+    dst.attrs["text_val_fraction"] = params.text_val_fraction
+    dst.attrs["text_test_fraction"] = params.text_test_fraction
+    dst.attrs["text_seed"] = params.text_seed
+    dst.attrs["text_pool_documents"] = json.dumps(pools.counts()["documents"])
+    dst.attrs["text_pool_fileids"] = json.dumps({k: list(v) for k, v in pools.fileids.items()})
+
+
+def _write_split(
+    dst: h5py.File,
+    split: str,
+    encoded: tuple[np.ndarray, np.ndarray],
+    pool: tuple[np.ndarray, np.ndarray] | tuple[None, None],
+    params: EmnistLinesParams,
+    rng: np.random.Generator,
+    *,
+    progress: bool,
+) -> None:
+    """One split's group: its labels and lengths, then its lines drawn from its glyph `pool` with its own `rng`,
+    CHUNK_LINES at a time, so that memory holds one chunk of images and never the whole split."""
+    labels, lengths = encoded
+    count = len(labels)  # one line per sampled phrase
+    glyphs, glyph_labels = pool
+    group = dst.create_group(split)
+    group.create_dataset("labels", data=labels, track_times=False)
+    group.create_dataset("lengths", data=lengths, track_times=False)
+    width = line_width(params.max_length)
+    image_rows = max(1, _IMAGE_CHUNK_BYTES // (GLYPH_SIZE * width))
+    images_ds = _create(group, "images", (count, GLYPH_SIZE, width), np.uint8, image_rows)
+    index_ds = _create(group, "glyph_index", (count, params.max_length), np.int64, 4096)
+    x_ds = _create(group, "glyph_x", (count, params.max_length), np.int32, 4096)
+    chunks = range(0, count, CHUNK_LINES)
+    for start in tqdm(chunks, desc=f"emnist_lines {split}", unit="chunk", disable=not progress):
+        stop = min(start + CHUNK_LINES, count)
+        images, glyph_index, x = _render(
+            labels[start:stop], lengths[start:stop], glyphs, glyph_labels, params.min_overlap, params.max_overlap, rng
+        )
+        images_ds[start:stop] = images
+        index_ds[start:stop] = glyph_index
+        x_ds[start:stop] = x
 
 
 # --- looking at it ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import os
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import matplotlib
 import numpy as np
@@ -116,6 +116,20 @@ def _master(font_index: int, label: int, stroke: int) -> tuple[Image.Image, floa
     return crop, _MARGIN + (right - left) / 2.0, _MARGIN + (bottom - top) / 2.0
 
 
+class _Jitter(NamedTuple):
+    """The random draws of render_glyphs, one array of n per kind of jitter, drawn together (_draw_jitter)."""
+
+    font_u: np.ndarray  # uniform in [0, 1): picks one of the fonts that have the class
+    stroke_i: np.ndarray  # index into _STROKES
+    angle: np.ndarray  # rotation, radians
+    shear: np.ndarray
+    aspect: np.ndarray  # width scale
+    fit: np.ndarray  # longest side of the fitted glyph, frame pixels
+    shift: np.ndarray  # (n, 2): offset of the ink centre from the frame centre, frame pixels
+    blur: np.ndarray  # weight of the blurred copy in the finish
+    gain: np.ndarray  # contrast gain of the finish
+
+
 def render_glyphs(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Render one jittered glyph per label (0..61): (N, 28, 28) uint8, upright, white on black.
 
@@ -132,7 +146,15 @@ def render_glyphs(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.zeros((0, GLYPH_SIZE, GLYPH_SIZE), dtype=np.uint8)
     labels = labels.astype(np.int64)
     fonts_per_class = _fonts_per_class()
+    jitter = _draw_jitter(n, rng)
+    masters, geometry = _masters(labels, jitter, fonts_per_class)
+    out = _transform(masters, _affine_coefficients(geometry, jitter))
+    return _finish(out, jitter)
 
+
+def _draw_jitter(n: int, rng: np.random.Generator) -> _Jitter:
+    """Every random draw of render_glyphs, in one fixed order: the order is part of what a seed means, so
+    the archive of a seed stays the same bytes."""
     font_u = rng.random(n)
     stroke_i = rng.integers(0, len(_STROKES), n)
     angle = np.deg2rad(rng.normal(0.0, 5.0, n).clip(-12.0, 12.0))
@@ -142,20 +164,33 @@ def render_glyphs(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     shift = rng.uniform(-1.5, 1.5, (n, 2))
     blur = rng.uniform(0.0, 1.0, n)
     gain = rng.uniform(1.0, 1.5, n)
+    return _Jitter(font_u, stroke_i, angle, shear, aspect, fit, shift, blur, gain)
 
-    # Look up the cached masters, then build every affine map at once (numpy, no Python maths
-    # per glyph): the loop below only runs one small PIL transform per sample.
+
+def _masters(
+    labels: np.ndarray, jitter: _Jitter, fonts_per_class: tuple[tuple[int, ...], ...]
+) -> tuple[list[Image.Image], np.ndarray]:
+    """The cached master of each sample and its geometry (n, 4): ink width, ink height, ink centre x and y,
+    in master pixels. The only loop per glyph before the transforms: it looks up, it computes nothing."""
+    n = len(labels)
     masters: list[Image.Image] = []
     geometry = np.empty((n, 4))  # ink width, ink height, ink centre x, ink centre y (master pixels)
     for i in range(n):
         fonts = fonts_per_class[labels[i]]
-        font_index = fonts[min(int(font_u[i] * len(fonts)), len(fonts) - 1)]
-        master, cx, cy = _master(font_index, int(labels[i]), _STROKES[stroke_i[i]])
+        font_index = fonts[min(int(jitter.font_u[i] * len(fonts)), len(fonts) - 1)]
+        master, cx, cy = _master(font_index, int(labels[i]), _STROKES[jitter.stroke_i[i]])
         masters.append(master)
         geometry[i] = (master.size[0] - 2 * _MARGIN, master.size[1] - 2 * _MARGIN, cx, cy)
+    return masters, geometry
 
+
+def _affine_coefficients(geometry: np.ndarray, jitter: _Jitter) -> list[list[float]]:
+    """PIL AFFINE coefficients (frame -> master) of every sample, built at once with numpy (no Python maths
+    per glyph): rotate . shear . aspect around the ink centre, scaled so the longest side is `fit`, shifted."""
+    n = len(geometry)
     # Forward map (master coordinates around the ink centre -> frame) = rotate . shear . aspect
-    cos, sin = np.cos(angle), np.sin(angle)
+    cos, sin = np.cos(jitter.angle), np.sin(jitter.angle)
+    aspect, shear = jitter.aspect, jitter.shear
     m = np.empty((n, 2, 2))
     m[:, 0, 0] = cos * aspect
     m[:, 0, 1] = cos * shear - sin
@@ -165,23 +200,29 @@ def render_glyphs(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     corners = np.stack([np.stack([sx * half_w, sy * half_h]) for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))], -1)
     mapped = np.einsum("nij,jnk->nik", m, corners)  # (n, 2, 4)
     extent = np.ptp(mapped, axis=2).max(axis=1)
-    m *= (fit / np.maximum(extent, 1e-6))[:, None, None]
+    m *= (jitter.fit / np.maximum(extent, 1e-6))[:, None, None]
     inv = np.linalg.inv(m)  # frame -> master, as PIL's AFFINE wants it
-    tx = GLYPH_SIZE / 2.0 + shift[:, 0]
-    ty = GLYPH_SIZE / 2.0 + shift[:, 1]
+    tx = GLYPH_SIZE / 2.0 + jitter.shift[:, 0]
+    ty = GLYPH_SIZE / 2.0 + jitter.shift[:, 1]
     a, b, d, e = inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 0], inv[:, 1, 1]
-    coeffs = np.stack([a, b, geometry[:, 2] - a * tx - b * ty, d, e, geometry[:, 3] - d * tx - e * ty], 1).tolist()
+    return np.stack([a, b, geometry[:, 2] - a * tx - b * ty, d, e, geometry[:, 3] - d * tx - e * ty], 1).tolist()
 
+
+def _transform(masters: list[Image.Image], coeffs: list[list[float]]) -> np.ndarray:
+    """(n, 28, 28) float32: each master through its affine map, one small PIL transform per sample."""
     size = (GLYPH_SIZE, GLYPH_SIZE)
     affine, bilinear = Image.Transform.AFFINE, Image.Resampling.BILINEAR
     raw = b"".join(
         master.transform(size, affine, c, resample=bilinear).tobytes()
         for master, c in zip(masters, coeffs, strict=True)
     )
-    out = np.frombuffer(raw, dtype=np.uint8).reshape(n, GLYPH_SIZE, GLYPH_SIZE).astype(np.float32)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(masters), GLYPH_SIZE, GLYPH_SIZE).astype(np.float32)
 
-    # Vectorised finish: normalise the peak to 255, mild blur, then a contrast gain that
-    # saturates the anti-aliased edges and so thickens strokes a little.
+
+def _finish(out: np.ndarray, jitter: _Jitter) -> np.ndarray:
+    """Vectorised finish, to uint8: normalise the peak to 255, mild blur, then a contrast gain that
+    saturates the anti-aliased edges and so thickens strokes a little."""
+    n = len(out)
     peak = out.reshape(n, -1).max(axis=1)
     out *= (255.0 / np.maximum(peak, 1.0))[:, None, None]
     padded = np.pad(out, ((0, 0), (1, 1), (1, 1)))
@@ -193,8 +234,8 @@ def render_glyphs(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         + padded[:, 2:, :-2]
         + padded[:, 2:, 2:]
     ) / 16.0
-    out = (1.0 - blur)[:, None, None] * out + blur[:, None, None] * smooth
-    out *= gain[:, None, None]
+    out = (1.0 - jitter.blur)[:, None, None] * out + jitter.blur[:, None, None] * smooth
+    out *= jitter.gain[:, None, None]
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 

@@ -154,11 +154,31 @@ def load_checkpoint(
     "models/cnn.pt is a char checkpoint; predict needs a line checkpoint".
     """
     path = Path(path)
+    payload = _read_payload(path)
+    _check_format(path, payload)
+    kind = payload["kind"]
+    if expected_kind is not None and kind != expected_kind:
+        raise CheckpointError(f"{path} is a {kind} checkpoint; {needed_by} needs a {expected_kind} checkpoint")
+    model, mapping = _rebuild(path, payload)
+    model.to(map_location).eval()
+    return LoadedModel(
+        kind=kind,
+        model=model,
+        mapping=mapping,
+        model_kwargs=dict(payload["model_kwargs"]),
+        extra=dict(payload.get("extra") or {}),
+        path=path,
+    )
+
+
+def _read_payload(path: Path) -> Any:
+    """What torch.load gives with `weights_only=True`, on the CPU; a missing, damaged or pickled-code file
+    becomes a CheckpointError naming it (never torch's advice to load it with weights_only=False)."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
         # On the CPU first: the weights are copied into a CPU-built model, which then moves to map_location.
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if found is None:  # torch's text advises weights_only=False, never right for a file of unknown origin
@@ -171,6 +191,11 @@ def load_checkpoint(
         ) from exc
     except Exception as exc:  # torch raises RuntimeError, EOFError, ... for bad files
         raise CheckpointError(f"{path} is not a readable torch checkpoint: {_first_line(exc)}") from exc
+
+
+def _check_format(path: Path, payload: Any) -> None:
+    """Refuse anything but a complete checkpoint of this FORMAT: an older format is told to retrain, any
+    other file is named for what it is."""
     found_format = payload.get("format") if isinstance(payload, dict) else None
     if isinstance(found_format, str) and found_format.startswith("text-recognizer/") and found_format != FORMAT:
         raise CheckpointError(
@@ -185,9 +210,12 @@ def load_checkpoint(
     missing = [k for k in ("kind", "model_kwargs", "mapping", "state_dict") if k not in payload]
     if missing:
         raise CheckpointError(f"{path} is incomplete: no {', '.join(missing)}")
+
+
+def _rebuild(path: Path, payload: dict[str, Any]) -> tuple[nn.Module, list[str]]:
+    """The network with the checkpoint's weights (on the CPU) and its mapping, checked against each other:
+    weights that do not fit the recorded architecture, or a mapping of another length, are refused."""
     kind = payload["kind"]
-    if expected_kind is not None and kind != expected_kind:
-        raise CheckpointError(f"{path} is a {kind} checkpoint; {needed_by} needs a {expected_kind} checkpoint")
     model = build_model(kind, payload["model_kwargs"])
     try:
         model.load_state_dict(payload["state_dict"])
@@ -199,12 +227,4 @@ def load_checkpoint(
     outputs = _num_outputs(model)
     if outputs is not None and outputs != len(mapping):
         raise CheckpointError(f"{path}: the model has {outputs} outputs but the mapping has {len(mapping)} entries")
-    model.to(map_location).eval()
-    return LoadedModel(
-        kind=kind,
-        model=model,
-        mapping=mapping,
-        model_kwargs=dict(payload["model_kwargs"]),
-        extra=dict(payload.get("extra") or {}),
-        path=path,
-    )
+    return model, mapping
