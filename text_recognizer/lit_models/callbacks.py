@@ -272,7 +272,9 @@ class ResumeCheckpoint(pl.Callback):
         if trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs:
             return
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)
+        # The whole state, not the weights only: resuming needs the optimizer, the schedule and the callbacks'
+        # states (RNG, metrics rows). Said outright, Lightning does not log that it defaulted to it each epoch.
+        trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
 
