@@ -290,7 +290,7 @@ def model_input_for(
             raise PredictError(f"found {lines} lines of text; predict reads one line: crop the image to one line")
     if check_kind:
         _check_shape(loaded, glyphs)
-    box = _glyph_box(loaded)
+    box = GLYPH_BOX  # not yet the checkpoint's measured box: see docs/decisions.md, "What reading needs"
     if loaded.kind == "char":
         return normalize.fit_glyph(a, box=box)
     if layout == "line":
@@ -334,14 +334,6 @@ def _pitch(loaded: LoadedModel) -> int:
     return normalize.PITCH
 
 
-def _glyph_box(loaded: LoadedModel) -> int:
-    """The box a glyph is fitted into: the training glyphs' median ink box (a line's ink height for a line
-    checkpoint), so that real EMNIST's ~24 px glyphs and the offline 20 px ones are each met as trained."""
-    drawn = _drawn(loaded)
-    measured = drawn.get("ink_height" if loaded.kind == "line" else "ink_box")
-    return int(np.clip(round(float(measured)), 8, GLYPH_SIZE)) if measured is not None else GLYPH_BOX
-
-
 def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> list[list[normalize.Glyph]]:
     """Each glyph as it reads best: whole, or (when wide) cut into 2 or 3 touching letters.
 
@@ -363,7 +355,7 @@ def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> lis
     flat = [(k, option) for k, options in enumerate(choices) if len(options) > 1 for option in options]
     if not flat:
         return [options[0] for options in choices]
-    pitch, box = _pitch(loaded), _glyph_box(loaded)
+    pitch, box = _pitch(loaded), GLYPH_BOX
     images = [
         normalize.lay_out([normalize.fit_glyph(p.ink, box=box) for p in o], [False] * (len(o) - 1), pitch=pitch)
         for _, o in flat
