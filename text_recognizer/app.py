@@ -34,6 +34,7 @@ from text_recognizer.reading.predict import (
     load_image,
     load_model,
     read_array,
+    shown_path,
 )
 
 DISPLAY_HEIGHT = 112  # the 28-px model input is shown enlarged (nearest neighbour) so its pixels can be seen
@@ -135,7 +136,7 @@ def as_upload(value: Any) -> Upload | None:
         if not path:
             return None
     name = Path(name or path).name
-    return Upload(path, "".join(c if c.isprintable() else repr(c)[1:-1] for c in name))
+    return Upload(path, shown_path(name))
 
 
 class Reader:
