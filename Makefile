@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 export PATH := $(abspath $(BIN)):$(PATH)
 
 # The offline demo: generated inputs, and networks and epochs small enough for a laptop CPU.
-OFFLINE_PARAMS ?= -S data.source=synthetic \
+OFFLINE_PARAMS ?= -S data.source=handwriting \
 	-S emnist_lines.num_train=3000 -S emnist_lines.num_val=300 -S emnist_lines.num_test=300 \
 	-S model.width=16 -S train_cnn.epochs=4 -S train_cnn.batch_size=256 \
 	-S line_model.width=16 -S line_model.fc_dim=64 \

@@ -48,7 +48,7 @@ def _code_key(overrides: dict[str, dict]) -> str:
     from tests.pipeline_repo import PROJECT_FILES
 
     h = hashlib.sha256(repr(sorted(overrides.items())).encode())
-    for name in PROJECT_FILES:
+    for name in [*PROJECT_FILES, "tests/package_lookalikes.py"]:
         path = ROOT / name
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
         for f in files:
@@ -79,7 +79,8 @@ def offline_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cached = cache_root / f"offline-models-{_code_key(overrides)}"
     if all((cached / name).is_file() for name in MODEL_FILES):
         return cached
-    repo = PipelineRepo.create(tmp_path_factory.mktemp("offline") / "repo", overrides)
+    path = tmp_path_factory.mktemp("offline") / "repo"
+    repo = PipelineRepo.create(path, _without_network(overrides, path / "data" / "downloads"))
     repo.env["OMP_NUM_THREADS"] = repo.env["MKL_NUM_THREADS"] = str(os.cpu_count() or 1)  # the one long job
     repo.dvc("repro", "train_cnn", "train_line_cnn")
     staging = cache_root / f".{cached.name}.tmp"
@@ -91,6 +92,18 @@ def offline_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.rmtree(cached, ignore_errors=True)
     staging.rename(cached)
     return cached
+
+
+def _without_network(overrides: dict[str, dict], downloads: Path) -> dict[str, dict]:
+    """The recipe, with the handwriting source's package files replaced by look-alikes put in the repo's
+    download cache (PipelineRepo's TEXT_RECOGNIZER_DOWNLOADS): tests never reach the package index, and
+    the pins follow the look-alikes."""
+    if overrides.get("data", {}).get("source") != "handwriting":
+        return overrides
+    from tests.package_lookalikes import write_packages
+
+    pins = write_packages(downloads / "handwriting")
+    return {**overrides, "download_emnist": {**overrides.get("download_emnist", {}), "handwriting_sha256": pins}}
 
 
 def _keep_test_lines(lines_h5: Path, out: Path) -> None:

