@@ -25,6 +25,7 @@ def main(argv: list[str]) -> None:
             train_per_class=data.synthetic_train_per_class,
             test_per_class=data.synthetic_test_per_class,
             seed=data.synthetic_seed,
+            pen_share=data.synthetic_pen_share,
         )
     elif data.source == "handwriting":
         paths = blend_handwriting(
@@ -34,6 +35,7 @@ def main(argv: list[str]) -> None:
             train_per_class=data.synthetic_train_per_class,
             test_per_class=data.synthetic_test_per_class,
             seed=data.synthetic_seed,
+            pen_share=data.synthetic_pen_share,
             cache_dir=default_cache_dir() / "handwriting",
             timeout_s=params.timeout_s,
             retries=params.retries,

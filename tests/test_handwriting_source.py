@@ -49,6 +49,7 @@ def test_blended_archive_holds_real_glyphs_beside_generated_ones(packages, tmp_p
             train_per_class=3,
             test_per_class=2,
             seed=0,
+            pen_share=0.5,
             cache_dir=tmp_path / "cache",
             timeout_s=5,
             retries=0,

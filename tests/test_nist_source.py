@@ -38,7 +38,7 @@ except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tiny counts keep generation and the stages fast; 5 per class gives every class a val glyph.
-DATA = {"synthetic_train_per_class": 5, "synthetic_test_per_class": 1, "synthetic_seed": 7}
+DATA = {"synthetic_train_per_class": 5, "synthetic_test_per_class": 1, "synthetic_seed": 7, "synthetic_pen_share": 0.5}
 PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 
 
@@ -51,6 +51,7 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         train_per_class=DATA["synthetic_train_per_class"],
         test_per_class=DATA["synthetic_test_per_class"],
         seed=DATA["synthetic_seed"],
+        pen_share=DATA["synthetic_pen_share"],
     )
     by_key = {key: digests["sha256"][PurePosixPath(member).name] for key, member in EMNIST_SHA256_KEYS.items()}
     return {
@@ -71,6 +72,7 @@ def synthetic_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         train_per_class=DATA["synthetic_train_per_class"],
         test_per_class=DATA["synthetic_test_per_class"],
         seed=DATA["synthetic_seed"],
+        pen_share=DATA["synthetic_pen_share"],
     )
     synthesize_brown(folder / "brown.zip", seed=DATA["synthetic_seed"])
     return folder

@@ -28,7 +28,9 @@ TRAIN_PER_CLASS, TEST_PER_CLASS = 3, 2
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     path = tmp_path_factory.mktemp("synthetic") / "gzip.zip"
-    digests = write_emnist_archive(path, train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=7)
+    digests = write_emnist_archive(
+        path, train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=7, pen_share=0.0
+    )
     return path, digests
 
 
@@ -95,12 +97,12 @@ def test_images_are_stored_transposed(archive, tmp_path: Path) -> None:
 def test_archive_bytes_are_deterministic_per_seed(archive, tmp_path: Path) -> None:
     path, digests = archive
     again = write_emnist_archive(
-        tmp_path / "same.zip", train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=7
+        tmp_path / "same.zip", train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=7, pen_share=0.0
     )
     assert (tmp_path / "same.zip").read_bytes() == path.read_bytes()
     assert again == digests
     other = write_emnist_archive(
-        tmp_path / "other.zip", train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=8
+        tmp_path / "other.zip", train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=8, pen_share=0.0
     )
     assert other["md5"] != digests["md5"]
     assert set(other["sha256"].values()).isdisjoint(digests["sha256"].values())
@@ -228,3 +230,26 @@ def test_brown_corpus_is_deterministic_per_seed(tmp_path: Path) -> None:
     assert a != c
     with pytest.raises(ValueError, match="num_files"):
         write_brown_corpus(tmp_path / "d.zip", seed=0, num_files=0)
+
+
+def test_pen_glyphs_are_strokes_of_every_class_and_vary() -> None:
+    """Pen glyphs: all 62 classes drawn, thin strokes (less ink than a filled font glyph), varied, deterministic."""
+    from text_recognizer.data.pen_glyphs import render_pen_glyphs
+
+    labels = np.repeat(np.arange(62), 3)
+    pen = render_pen_glyphs(labels, np.random.default_rng(0))
+    assert pen.shape == (186, 28, 28) and pen.dtype == np.uint8
+    assert (pen.reshape(186, -1).max(axis=1) == 255).all()  # every class has strokes to draw
+    np.testing.assert_array_equal(pen, render_pen_glyphs(labels, np.random.default_rng(0)))
+    copies = pen.reshape(62, 3, -1).astype(np.float32)
+    assert (np.abs(copies[:, 0] - copies[:, 1]).mean(axis=1) > 5).all()  # a glyph is never drawn twice the same
+    fonts = render_glyphs(labels, np.random.default_rng(0))
+    assert (pen > 127).mean() < (fonts > 127).mean()  # traced by a pen, not filled outlines
+
+
+def test_pen_share_draws_that_share_with_a_pen(tmp_path) -> None:
+    """pen_share 0 keeps the font-only archive bit for bit; 1 draws every glyph with a pen."""
+    none = write_emnist_archive(tmp_path / "a.zip", train_per_class=2, test_per_class=1, seed=3, pen_share=0.0)
+    same = write_emnist_archive(tmp_path / "b.zip", train_per_class=2, test_per_class=1, seed=3, pen_share=0.0)
+    pen = write_emnist_archive(tmp_path / "c.zip", train_per_class=2, test_per_class=1, seed=3, pen_share=1.0)
+    assert none == same and pen["md5"] != none["md5"]

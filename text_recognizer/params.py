@@ -79,6 +79,7 @@ class DataParams:
     synthetic_train_per_class: Positive
     synthetic_test_per_class: Positive
     synthetic_seed: Seed
+    synthetic_pen_share: Annotated[Float, Field(ge=0, le=1)]  # of the generated glyphs, drawn with a pen
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -96,6 +96,7 @@ def synthesize_emnist(
     train_per_class: int,
     test_per_class: int,
     seed: int,
+    pen_share: float,
     real: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[Path]:
     """Write a generated archive in NIST's layout, then unpack it exactly as the real one.
@@ -107,7 +108,12 @@ def synthesize_emnist(
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "gzip.zip"
         digests = write_emnist_archive(
-            archive, train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, extra=real
+            archive,
+            train_per_class=train_per_class,
+            test_per_class=test_per_class,
+            seed=seed,
+            pen_share=pen_share,
+            extra=real,
         )
         members = {m: digests["sha256"][Path(m).name] for m in EMNIST_MEMBERS}
         return _extract_atomically(archive, members, out_dir)
@@ -121,6 +127,7 @@ def blend_handwriting(
     train_per_class: int,
     test_per_class: int,
     seed: int,
+    pen_share: float,
     cache_dir: Path,
     timeout_s: float,
     retries: int,
@@ -133,7 +140,12 @@ def blend_handwriting(
         sha256, index_url=index_url, cache_dir=cache_dir, timeout_s=timeout_s, retries=retries, seed=seed
     )
     return synthesize_emnist(
-        out_dir, train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, real=real
+        out_dir,
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        seed=seed,
+        pen_share=pen_share,
+        real=real,
     )
 
 

@@ -262,15 +262,30 @@ def _shuffled_labels(per_class: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.repeat(np.arange(NUM_EMNIST_CLASSES, dtype=np.uint8), per_class))
 
 
+def _generated(labels: np.ndarray, rng: np.random.Generator, pen_share: float) -> np.ndarray:
+    """Font glyphs, with a pen_share of them drawn with a pen instead (no extra draws when pen_share is 0)."""
+    if pen_share <= 0:
+        return render_glyphs(labels, rng)
+    from text_recognizer.data.pen_glyphs import render_pen_glyphs
+
+    pen = rng.random(len(labels)) < pen_share
+    images = np.empty((len(labels), GLYPH_SIZE, GLYPH_SIZE), dtype=np.uint8)
+    images[~pen] = render_glyphs(labels[~pen], rng)
+    images[pen] = render_pen_glyphs(labels[pen], rng)
+    return images
+
+
 def emnist_members(
     *,
     train_per_class: int,
     test_per_class: int,
     seed: int,
+    pen_share: float,
     extra: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, bytes]:
     """{member name: gzip'd IDX bytes} for the four ByClass members, images stored transposed.
 
+    A `pen_share` of the generated glyphs is drawn with a pen (pen_glyphs), the rest from fonts.
     `extra` ({"train"|"test": (upright uint8 images, labels)}) joins the generated glyphs of that file
     and is shuffled in with them: the handwriting source's real glyphs.
     """
@@ -284,7 +299,7 @@ def emnist_members(
         ("test", (test_images, test_labels), test_per_class),
     ):
         labels = _shuffled_labels(per_class, rng)
-        images = render_glyphs(labels, rng)
+        images = _generated(labels, rng, pen_share)
         if extra is not None and split in extra:
             real_images, real_labels = extra[split]
             order = rng.permutation(len(labels) + len(real_labels))
@@ -301,6 +316,7 @@ def write_emnist_archive(
     train_per_class: int,
     test_per_class: int,
     seed: int,
+    pen_share: float,
     extra: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Write a zip laid out like NIST's gzip.zip (ByClass members only); return its checksums.
@@ -309,7 +325,9 @@ def write_emnist_archive(
     Returns {"md5": md5 of the archive, "sha256": {member basename: sha256 of the member}},
     the same shape of digests that params.yaml pins for the real download.
     """
-    members = emnist_members(train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, extra=extra)
+    members = emnist_members(
+        train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, pen_share=pen_share, extra=extra
+    )
     path = Path(path)
     with zipfile.ZipFile(path, "w") as archive:
         for name in EMNIST_MEMBERS:
@@ -532,7 +550,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit(2)
     out_dir = Path(argv[0])
     out_dir.mkdir(parents=True, exist_ok=True)
-    digests = write_emnist_archive(out_dir / "gzip.zip", train_per_class=300, test_per_class=50, seed=0)
+    digests = write_emnist_archive(out_dir / "gzip.zip", train_per_class=300, test_per_class=50, seed=0, pen_share=0.0)
     print(f"{out_dir / 'gzip.zip'}  md5 {digests['md5']}")
     for name, digest in digests["sha256"].items():
         print(f"  {name}  sha256 {digest}")
