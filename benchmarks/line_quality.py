@@ -7,7 +7,8 @@ One float-rounding difference moved a single offline run from CER 0.058 (Intel) 
 a figure is only worth its spread. The data is made once by the real stage scripts (run without
 DVC, params.yaml + the Makefile's offline recipe + -S), then the train_line_cnn stage runs for
 every (head, seed), --jobs at a time with one torch thread each, and the test split is read with
-the greedy and the beam decoder (evaluate's params). Each run keeps its checkpoint in WORKDIR, so
+greedy and with the beam setting the evaluate stage would pick on the val lines (its grid of lm_weight and
+length_bonus, reading/decoder_choice.py). Each run keeps its checkpoint in WORKDIR, so
 --evaluate-only re-reads finished runs (e.g. after a decoder change) without training.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import copy
+import dataclasses
 import os
 import shlex
 import statistics
@@ -73,22 +75,25 @@ def train(run_dir: Path, lines_h5: Path, params: dict[str, Any]) -> float:
     return stage(run_dir, "train_line_cnn", str(lines_h5), "line_cnn.pt", "metrics", params=params)
 
 
-def evaluate(run_dir: Path, processed: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
+def evaluate(run_dir: Path, processed: Path, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Test CER and exact lines of greedy and of the best beam setting on the val lines, as the evaluate stage."""
     from text_recognizer.data.sentences import phrases_text
+    from text_recognizer.params import EvaluateParams, from_dict
     from text_recognizer.reading.char_lm import CharLM
-    from text_recognizer.reading.evaluation import evaluate_lines, line_decoder
+    from text_recognizer.reading.decoder_choice import GREEDY, choose_decoder
 
-    ev, lm_params = params["evaluate"], params["char_lm"]
+    lm_params = params["char_lm"]
     train_text = (processed / "train_text.txt").read_text(encoding="utf-8")
     rng = np.random.default_rng(lm_params["seed"])
     text = phrases_text(train_text, lm_params["num_phrases"], params["emnist_lines"]["max_length"], rng)
     lm = CharLM.fit(text, lm_params["order"])
-    decoders = {
-        "greedy": line_decoder("greedy"),
-        "beam": line_decoder("beam", beam_width=ev["beam_width"], lm=lm, lm_weight=ev["lm_weight"]),
+    grid = dataclasses.replace(from_dict(EvaluateParams, "evaluate", params["evaluate"]), num_sample_lines=0)
+    choice = choose_decoder(run_dir / "line_cnn.pt", processed / "emnist_lines.h5", lm, grid)
+    beam = choice.best_beam
+    return {
+        "greedy": choice.test.by_decoder[GREEDY.name],
+        "beam": {**choice.test.by_decoder[beam.name], "lm_weight": beam.lm_weight, "length_bonus": beam.length_bonus},
     }
-    result = evaluate_lines(run_dir / "line_cnn.pt", processed / "emnist_lines.h5", decoders=decoders, num_samples=0)
-    return result.by_decoder
 
 
 def spread(values: list[float]) -> dict[str, float]:

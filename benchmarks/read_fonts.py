@@ -7,7 +7,7 @@ margins, both polarities, extra stroke, JPEG noise), read through `read_array` e
 reads a file, and scored as a corpus character error rate (edits / reference characters, case
 sensitive, and ignoring case: EMNIST fits c and C into the same box) per layout: `line` is the older
 whole-line scaling (the "before" figure), `glyphs` the EMNIST-like normalisation; each read greedily
-and with beam search + the language model (models/char_lm.npz).
+and with beam search + the language model (models/char_lm.npz) at the beam setting models/line_reader.pt records.
 Tune the normaliser with `--phrases tuning` (half the phrases): tests/test_read_fonts.py asserts on the
 other half (`held-out`), which tuning must not look at.
 """
@@ -19,8 +19,6 @@ import itertools
 import sys
 import time
 from pathlib import Path
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.font_lines, run from anywhere
 
@@ -38,20 +36,21 @@ from tests.font_lines import (
 from text_recognizer.lit_models.ctc import character_error_rate, greedy_decode
 from text_recognizer.models.checkpoint import LoadedModel
 from text_recognizer.reading.char_lm import CharLM
+from text_recognizer.reading.decoder_choice import recorded_beam
 from text_recognizer.reading.evaluation import LineDecoder, line_decoder
 from text_recognizer.reading.predict import LAYOUTS, PredictError, load_model, read_array
 
-REPO = Path(__file__).resolve().parents[1]
 PHRASE_SETS = {"all": PHRASES, "tuning": TUNING_PHRASES, "held-out": HELD_OUT_PHRASES}
 
 
 def decoder_for(models: Path, name: str) -> LineDecoder:
-    """greedy, or beam search with models/char_lm.npz at params.yaml's evaluate settings."""
+    """greedy, or beam search with models/char_lm.npz at the settings models/line_reader.pt records (the evaluate
+    stage's best beam setting on the val lines: what `predict --decoder beam` reads with)."""
     if name == "greedy":
         return line_decoder("greedy")
-    settings = yaml.safe_load((REPO / "params.yaml").read_text())["evaluate"]
-    lm = CharLM.load(models / "char_lm.npz")
-    return line_decoder("beam", beam_width=settings["beam_width"], lm=lm, lm_weight=settings["lm_weight"])
+    reading = load_model(models / "line_reader.pt", device="cpu", expected_kind="line").extra["reading"]
+    beam_width, beam = recorded_beam(reading)
+    return beam.reader(beam_width, CharLM.load(models / "char_lm.npz"))
 
 
 def read_all(
@@ -86,7 +85,12 @@ def corpus_cer(readings: dict[Style, list[str]], phrases: tuple[str, ...], ignor
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, default=Path("models"), help="folder with line_cnn.pt")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models"),
+        help="folder with line_cnn.pt (and line_reader.pt, char_lm.npz for beam)",
+    )
     parser.add_argument("--phrases", choices=PHRASE_SETS, default="all", help="which half (tune on 'tuning')")
     parser.add_argument("--layout", nargs="+", choices=LAYOUTS, default=["line", "glyphs"])
     parser.add_argument("--decoder", nargs="+", choices=["greedy", "beam"], default=["greedy", "beam"])

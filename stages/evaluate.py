@@ -2,10 +2,11 @@
 
 usage: python stages/evaluate.py CNN_CKPT LINE_CKPT CHAR_LM EMNIST_H5 LINES_H5 METRICS_JSON PLOTS_DIR READER_CKPT
 
-The lines are read with both decoders (greedy, and beam search with the language model);
-`line_cnn.test_cer` is the one `evaluate.decoder` names, and both are reported. READER_CKPT is
-the line checkpoint again, recording how it was read here (decoder, beam width, LM weight and the
-LM's sha256): what `text-recognizer predict` reads with, so that it never consults params.yaml.
+The decoder is picked on the val lines (reading/decoder_choice.py): greedy, or beam search with the
+language model at the (lm_weight, length_bonus) of params.yaml's grid that reads them best; the test
+lines give the pick's figure (`line_cnn.test_cer`) beside greedy's and the best beam setting's. READER_CKPT
+is the line checkpoint again, recording how it was read here (the pick, the beam setting, the LM's
+sha256, val and test CERs): what `text-recognizer predict` reads with, so that it never consults params.yaml.
 """
 
 from __future__ import annotations
@@ -31,28 +32,11 @@ def main(argv: list[str]) -> None:
     from text_recognizer.metadata import EMNIST_CLASSES
     from text_recognizer.models.checkpoint import save_with_extra
     from text_recognizer.reading.char_lm import CharLM
-    from text_recognizer.reading.evaluation import (
-        evaluate_char,
-        evaluate_lines,
-        line_decoder,
-        per_class_summary,
-        save_line_predictions,
-    )
+    from text_recognizer.reading.decoder_choice import choose_decoder
+    from text_recognizer.reading.evaluation import evaluate_char, per_class_summary, save_line_predictions
 
     chars = evaluate_char(Path(cnn_ckpt), Path(emnist_h5), batch_size=params.batch_size)
-    lm = CharLM.load(char_lm)
-    decoders = {
-        "greedy": line_decoder("greedy"),
-        "beam": line_decoder("beam", beam_width=params.beam_width, lm=lm, lm_weight=params.lm_weight),
-    }
-    chosen = {params.decoder: decoders.pop(params.decoder), **decoders}  # the chosen one first: samples, test_cer
-    lines = evaluate_lines(
-        Path(line_ckpt),
-        Path(lines_h5),
-        decoders=chosen,
-        batch_size=params.batch_size,
-        num_samples=params.num_sample_lines,
-    )
+    choice = choose_decoder(Path(line_ckpt), Path(lines_h5), CharLM.load(char_lm), params)
     with atomic_path(plots_dir, replace_dir=True) as tmp:  # dvc.yaml: evaluate's own plots folder
         tmp.mkdir()
         confusion = [
@@ -60,28 +44,16 @@ def main(argv: list[str]) -> None:
             for t, p in zip(chars.y_true.tolist(), chars.y_pred.tolist(), strict=True)
         ]
         write_json(tmp / "confusion.json", confusion)
-        save_line_predictions(lines.samples, tmp / "test_lines.png")
+        save_line_predictions(choice.test.samples, tmp / "test_lines.png")
     metrics = {
         "cnn": {
             "test_acc": chars.accuracy,
             "per_class_acc": per_class_summary(chars.per_class_accuracy, EMNIST_CLASSES),
         },
-        "line_cnn": {
-            "decoder": params.decoder,
-            "test_cer": lines.cer,
-            "test_line_acc": lines.line_accuracy,
-            **{name: {"test_cer": m["cer"], "test_line_acc": m["line_acc"]} for name, m in lines.by_decoder.items()},
-        },
+        "line_cnn": choice.metrics(),
     }
     write_json(metrics_json, metrics)
-    reading = {
-        "decoder": params.decoder,
-        "beam_width": params.beam_width,
-        "lm_weight": params.lm_weight,
-        "lm_sha256": file_digest(char_lm),
-        "test_cer": {name: m["cer"] for name, m in lines.by_decoder.items()},
-    }
-    save_with_extra(line_ckpt, reader_ckpt, reading=reading)
+    save_with_extra(line_ckpt, reader_ckpt, reading=choice.record(file_digest(char_lm)))
     print(metrics)
 
 

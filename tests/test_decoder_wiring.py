@@ -70,14 +70,20 @@ def test_evaluation_reads_each_line_as_if_it_were_alone(checkpoint: Path, lines_
 
 def test_both_decoders_read_the_same_logits_and_the_first_one_leads(checkpoint: Path, lines_h5: Path):
     lm = CharLM.fit("\n".join(["ab", "cab", "ba c"] * 50), order=3)
-    decoders = {"beam": line_decoder("beam", beam_width=4, lm=lm, lm_weight=0.5), "greedy": line_decoder("greedy")}
+    decoders = {
+        "beam": line_decoder("beam", beam_width=4, lm=lm, lm_weight=0.5, length_bonus=0.0),
+        "greedy": line_decoder("greedy"),
+    }
     result = evaluate_lines(checkpoint, lines_h5, decoders=decoders, device="cpu")
     assert set(result.by_decoder) == {"beam", "greedy"}
     assert result.cer == result.by_decoder["beam"]["cer"]
     greedy_only = evaluate_lines(checkpoint, lines_h5, device="cpu")
     assert greedy_only.by_decoder["greedy"] == result.by_decoder["greedy"]
     beam_without_lm = evaluate_lines(
-        checkpoint, lines_h5, decoders={"beam": line_decoder("beam", beam_width=1, lm_weight=0.0)}, device="cpu"
+        checkpoint,
+        lines_h5,
+        decoders={"beam": line_decoder("beam", beam_width=1, lm_weight=0.0, length_bonus=0.0)},
+        device="cpu",
     )
     assert beam_without_lm.cer == pytest.approx(greedy_only.cer)  # beam 1, no LM: the best path
     with pytest.raises(ValueError, match="greedy or beam"):
@@ -108,7 +114,13 @@ def test_cli_predict_decoder_choice(checkpoint: Path, tmp_path: Path, capsys, mo
     code, _, err = predict(checkpoint, lm_path)  # trained, never evaluated: no decoder settings to read with
     assert code == 1 and "records no decoder settings" in err
     reader = tmp_path / "line_reader.pt"
-    reading = {"decoder": "beam", "beam_width": 4, "lm_weight": 0.5, "lm_sha256": file_digest(lm_path)}
+    reading = {
+        "decoder": "beam",
+        "beam_width": 4,
+        "lm_weight": 0.5,
+        "length_bonus": 0.0,
+        "lm_sha256": file_digest(lm_path),
+    }
     save_with_extra(checkpoint, reader, reading=reading)
     code, _, err = predict(reader, tmp_path / "none.npz")
     assert code == 1 and "no language model at" in err and "none.npz" in err

@@ -274,19 +274,38 @@ def test_sections_are_frozen_dataclasses_that_training_can_take_apart():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"decoder": "viterbi"}, "evaluate.decoder: Input should be 'greedy' or 'beam', got 'viterbi'"),
+        ({"decoders": ["viterbi"]}, "evaluate.decoders[0]: Input should be 'greedy' or 'beam', got 'viterbi'"),
+        ({"decoders": []}, "evaluate.decoders: Tuple should have at least 1 item after validation, not 0, got []"),
+        ({"decoders": "beam"}, "evaluate.decoders: Input should be a valid tuple, got 'beam'"),
+        ({"decoders": ["beam", "beam"]}, "evaluate.decoders: Input should name each value once, got ['beam', 'beam']"),
         ({"beam_width": 0}, "evaluate.beam_width: Input should be greater than or equal to 1, got 0"),
-        ({"lm_weight": -0.5}, "evaluate.lm_weight: Input should be greater than or equal to 0, got -0.5"),
-        ({"lm_weight": float("inf")}, "evaluate.lm_weight: Input should be a finite number, got inf"),
         ({"beam_width": True}, "evaluate.beam_width: Input should be a valid integer, got True"),
+        ({"lm_weights": [0.5, -0.5]}, "evaluate.lm_weights[1]: Input should be greater than or equal to 0, got -0.5"),
+        ({"lm_weights": [float("inf")]}, "evaluate.lm_weights[0]: Input should be a finite number, got inf"),
+        ({"lm_weights": 0.5}, "evaluate.lm_weights: Input should be a valid tuple, got 0.5"),
+        ({"lm_weights": [0, 0.0]}, "evaluate.lm_weights: Input should name each value once, got [0.0, 0.0]"),
+        ({"length_bonuses": []}, "evaluate.length_bonuses: Tuple should have at least 1 item after validation, not 0, "
+                                 "got []"),
+        ({"length_bonuses": [-1.0]}, f"evaluate.length_bonuses[0]: {GE} 0, got -1.0"),
+        ({"length_bonuses": ["x"]}, "evaluate.length_bonuses[0]: Input should be a valid number, got 'x'"),
+        ({"lm_weight": 0.5}, "evaluate.lm_weight: Extra inputs are not permitted (no such key)"),  # the grid's now
     ],
-)
+)  # fmt: skip
 def test_decoder_params_are_checked(values, message):
     with pytest.raises(P.ParamError) as err:
         P.from_dict(P.EvaluateParams, "evaluate", with_yaml("evaluate", **values))
     assert err.value.problems == [message]
     evaluate = P.load_all(ROOT / "params.yaml").evaluate
-    assert (evaluate.decoder, evaluate.beam_width) == ("beam", 16) and evaluate.lm_weight >= 0
+    assert set(evaluate.decoders) == {"greedy", "beam"} and evaluate.beam_width == 16
+    assert 0.0 in evaluate.lm_weights and 0.0 in evaluate.length_bonuses  # the grid holds beam search without either
+    assert len(evaluate.lm_weights) * len(evaluate.length_bonuses) <= 16  # each is a beam pass over the val lines
+
+
+def test_decoder_grid_values_are_set_as_dvc_sets_them():
+    """`dvc exp run -S 'evaluate.lm_weights=[0,0.5]'` writes a YAML list, ints included: read as floats."""
+    values = yaml.safe_load("decoders: [greedy]\nlm_weights: [0, 0.5]\nlength_bonuses: [1]")
+    evaluate = P.from_dict(P.EvaluateParams, "evaluate", with_yaml("evaluate", **values))
+    assert (evaluate.decoders, evaluate.lm_weights, evaluate.length_bonuses) == (("greedy",), (0.0, 0.5), (1.0,))
 
 
 @pytest.mark.parametrize(
@@ -305,7 +324,7 @@ def test_language_model_params_are_checked(values, message):
 
 
 def test_load_all_reports_every_section_at_once(tmp_path):
-    path = write_params(tmp_path, model={"num_blocks": 0}, evaluate={"lm_weight": -1}, data={"source": "kaggle"})
+    path = write_params(tmp_path, model={"num_blocks": 0}, evaluate={"lm_weights": [-1]}, data={"source": "kaggle"})
     params = yaml.safe_load(path.read_text())
     del params["download_brown"]
     params["extra"] = {}
@@ -317,7 +336,7 @@ def test_load_all_reports_every_section_at_once(tmp_path):
         f"{path} has an unknown section 'extra'",
         "data.source: Input should be 'nist', 'synthetic' or 'handwriting', got 'kaggle'",
         "model.num_blocks: Input should be greater than or equal to 1, got 0",
-        "evaluate.lm_weight: Input should be greater than or equal to 0, got -1",
+        "evaluate.lm_weights[0]: Input should be greater than or equal to 0, got -1",
     ]
     with pytest.raises(P.ParamError, match="is not valid YAML"):
         (tmp_path / "bad.yaml").write_text("model: [")
@@ -382,13 +401,13 @@ STAGES = {
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_every_stage_checks_every_section_before_its_own_work(tmp_path, stage):
     """A bad value in a section the stage does not read stops it anyway: the first stage to run fails."""
-    write_params(tmp_path, data={"source": "synthetic"}, model={"num_blocks": 0}, evaluate={"lm_weight": -1})
+    write_params(tmp_path, data={"source": "synthetic"}, model={"num_blocks": 0}, evaluate={"lm_weights": [-1]})
     result = subprocess.run(
         [sys.executable, str(ROOT / "stages" / stage), *STAGES[stage]], cwd=tmp_path, capture_output=True, text=True
     )
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines() == [
         "error: model.num_blocks: Input should be greater than or equal to 1, got 0",
-        "error: evaluate.lm_weight: Input should be greater than or equal to 0, got -1",
+        "error: evaluate.lm_weights[0]: Input should be greater than or equal to 0, got -1",
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -155,10 +155,15 @@ def test_changing_overlap_reruns_lines_and_downstream_only(repo: PipelineRepo):
 
 
 def test_evaluate_reports_both_decoders_and_the_choice_reruns_evaluate_only(repo: PipelineRepo):
+    """The pick is the lowest val CER of the grid; its test CER is the headline; forcing greedy reruns evaluate only."""
     metrics = json.loads((repo.path / "metrics/evaluate.json").read_text())["line_cnn"]
-    assert metrics["decoder"] == "beam" and metrics["test_cer"] == metrics["beam"]["test_cer"]
-    assert set(metrics["greedy"]) == set(metrics["beam"]) == {"test_cer", "test_line_acc"}  # values: the test above
-    result = repo.dvc("exp", "run", "-n", "greedy", "-S", "evaluate.decoder=greedy")
+    picked = metrics[metrics["decoder"]]
+    assert metrics["test_cer"] == picked["test_cer"] and metrics["val_cer"] == picked["val_cer"]
+    grid = [metrics["greedy"]["val_cer"], *(cer for row in metrics["val_grid"]["beam_cer"] for cer in row)]
+    assert metrics["val_cer"] == min(grid) and metrics["beam"]["val_cer"] == min(grid[1:])
+    assert set(metrics["greedy"]) == {"val_cer", "test_cer", "test_line_acc"}  # values: the test above
+    assert set(metrics["beam"]) == {"lm_weight", "length_bonus", "val_cer", "test_cer", "test_line_acc"}
+    result = repo.dvc("exp", "run", "-n", "greedy", "-S", "evaluate.decoders=[greedy]")
     assert ran_stages(result.stdout) == {"evaluate"}, result.stdout
     greedy = json.loads((repo.path / "metrics/evaluate.json").read_text())["line_cnn"]
     assert greedy["decoder"] == "greedy" and greedy["test_cer"] == metrics["greedy"]["test_cer"]
@@ -222,8 +227,9 @@ def test_predict_reads_a_generated_line(repo: PipelineRepo, tmp_path: Path):
 
 
 def test_predict_beam_reads_as_evaluate_did_from_any_folder(repo: PipelineRepo, tmp_path: Path):
-    """The reader (evaluate's models/line_reader.pt) records the decoder it was evaluated with and its LM's digest:
-    predict --decoder beam reads with those, run from another folder whose params.yaml says otherwise."""
+    """The reader (evaluate's models/line_reader.pt) records the decoder picked on the val lines, the best beam setting
+    and its LM's digest: predict --decoder beam reads with those, run from another folder whose params.yaml says
+    otherwise."""
     import yaml
 
     from text_recognizer.reading.char_lm import CharLM
@@ -233,16 +239,19 @@ def test_predict_beam_reads_as_evaluate_did_from_any_folder(repo: PipelineRepo, 
     reader, lm = repo.path / "models" / "line_reader.pt", repo.path / "models" / "char_lm.npz"
     reading = load_model(reader, device="cpu").extra["reading"]
     evaluate = yaml.safe_load((repo.path / "params.yaml").read_text())["evaluate"]
-    assert {k: reading[k] for k in ("decoder", "beam_width", "lm_weight")} == {
-        k: evaluate[k] for k in ("decoder", "beam_width", "lm_weight")
-    }
-    beam = line_decoder("beam", beam_width=reading["beam_width"], lm=CharLM.load(lm), lm_weight=reading["lm_weight"])
+    metrics = json.loads((repo.path / "metrics/evaluate.json").read_text())["line_cnn"]
+    assert reading["decoder"] == metrics["decoder"] and reading["beam_width"] == evaluate["beam_width"]
+    setting = ("lm_weight", "length_bonus")
+    assert [reading[k] for k in setting] == [metrics["beam"][k] for k in setting]
+    assert reading["lm_weight"] in evaluate["lm_weights"] and reading["length_bonus"] in evaluate["length_bonuses"]
+    beam = line_decoder("beam", beam_width=reading["beam_width"], lm=CharLM.load(lm), lm_weight=reading["lm_weight"],
+                        length_bonus=reading["length_bonus"])  # fmt: skip
     lines_h5 = repo.path / "data" / "processed" / "emnist_lines.h5"
     samples = evaluate_lines(reader, lines_h5, decoders={"beam": beam}, num_samples=4, device="cpu").samples
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (elsewhere / "params.yaml").write_text("evaluate:\n  beam_width: 1\n  lm_weight: 9.0\n")  # must not matter
+    (elsewhere / "params.yaml").write_text("evaluate:\n  beam_width: 1\n  lm_weights: [9.0]\n")  # must not matter
     for i, sample in enumerate(samples):
         image = elsewhere / f"line{i}.png"
         Image.fromarray(255 - sample.image).save(image)

@@ -44,24 +44,41 @@ def _check_default_model(model: Path) -> None:
         )
 
 
+def _decoder_name(args: argparse.Namespace, reading: object) -> str:
+    """--decoder when given, else the decoder the evaluate stage picked on the val lines (the checkpoint's
+    `reading` record); greedy for a checkpoint without a record (one that was never evaluated)."""
+    if args.decoder is not None:
+        return args.decoder
+    return str(reading.get("decoder", "greedy")) if isinstance(reading, dict) else "greedy"
+
+
 def _line_decoder(args: argparse.Namespace, loaded):  # (argparse, predict.LoadedModel) -> evaluation.LineDecoder
     """greedy, or beam search with the language model, as the evaluate stage read with this checkpoint.
 
-    The beam width and LM weight come from the checkpoint's `reading` record (written by evaluate into
-    models/line_reader.pt), and the LM must be the one evaluated (same sha256): never from a params.yaml.
+    The decoder, unless --decoder names one, is the evaluate stage's pick; the beam width, LM weight and
+    length bonus come from the checkpoint's `reading` record (written by evaluate into models/line_reader.pt),
+    and the LM must be the one evaluated (same sha256): never from a params.yaml.
     """
     from text_recognizer.data.download import file_digest
+    from text_recognizer.reading.decoder_choice import recorded_beam
     from text_recognizer.reading.evaluation import line_decoder
     from text_recognizer.reading.predict import PredictError
 
-    if args.decoder == "greedy" or loaded.kind == "char":
-        return line_decoder("greedy")
     reading = loaded.extra.get("reading")
+    if loaded.kind == "char" or _decoder_name(args, reading) == "greedy":
+        return line_decoder("greedy")
     if not isinstance(reading, dict):
         raise PredictError(
             f"{args.model} records no decoder settings (it was not evaluated): read with models/line_reader.pt, "
             "which the evaluate stage writes (dvc repro evaluate), or pass --decoder greedy"
         )
+    try:
+        beam_width, beam = recorded_beam(reading)
+    except KeyError as exc:
+        raise PredictError(
+            f"{args.model} records no {exc.args[0]} (an older evaluate wrote it): rerun `dvc repro evaluate`, "
+            "or pass --decoder greedy"
+        ) from None
     if not args.lm.is_file():
         raise PredictError(f"no language model at {args.lm}: run `dvc repro char_lm`, or pass --decoder greedy")
     if file_digest(args.lm) != reading["lm_sha256"]:
@@ -75,7 +92,7 @@ def _line_decoder(args: argparse.Namespace, loaded):  # (argparse, predict.Loade
         lm = CharLM.load(args.lm)
     except (OSError, ValueError, KeyError) as exc:
         raise PredictError(f"{args.lm} is not a language model of this project: {exc}") from exc
-    return line_decoder("beam", beam_width=int(reading["beam_width"]), lm=lm, lm_weight=float(reading["lm_weight"]))
+    return beam.reader(beam_width, lm)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -186,9 +203,10 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     predict.add_argument(
         "--decoder",
         choices=["greedy", "beam"],
-        default="greedy",
-        help="line models: greedy (default), or beam search with the character language model (--lm), which helps on "
-        "prose and hurts on digits and rare words. Beam width and LM weight: as the model was evaluated (its record)",
+        default=None,
+        help="line models: greedy, or beam search with the character language model (--lm), which helps on prose and "
+        "can hurt on digits and rare words. Default: the one the evaluate stage picked on the val lines (the model's "
+        "record; greedy for a model without one). Beam width, LM weight and length bonus: the record's",
     )
     predict.add_argument(
         "--lm", type=Path, default=Path("models/char_lm.npz"), help="language model (default: models/char_lm.npz)"

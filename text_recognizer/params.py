@@ -218,13 +218,29 @@ class CharLMParams:
     seed: Seed
 
 
+Grid = Annotated[tuple[Annotated[Float, Field(ge=0)], ...], Field(min_length=1)]
+
+
 @dataclass(frozen=True, config=SECTION)
 class EvaluateParams:
+    """evaluate: the decoder is picked on the val lines from a grid (greedy, and beam search at every lm_weight and
+    length_bonus), so the test lines only report the pick; `decoders` are those the pick may be."""
+
     batch_size: Positive
     num_sample_lines: Count
-    decoder: Decoder  # how the line model's outputs become text
+    decoders: Annotated[tuple[Decoder, ...], Field(min_length=1)]  # which the pick may be; both are always reported
     beam_width: Positive  # beam decoder: prefixes kept per step
-    lm_weight: Annotated[Float, Field(ge=0)]  # beam decoder: 0 ignores the LM
+    lm_weights: Grid  # beam decoder: weights of the LM's log-probability tried (0: none)
+    length_bonuses: Grid  # beam decoder: score added per character tried (offsets the LM's cost per character)
+
+    @model_validator(mode="after")
+    def _across_keys(self) -> EvaluateParams:
+        across_keys(*(
+            (key, len(set(getattr(self, key))) == len(getattr(self, key)),
+             f"Input should name each value once, got {list(getattr(self, key))}")
+            for key in ("decoders", "lm_weights", "length_bonuses")
+        ))  # fmt: skip
+        return self
 
 
 @dataclasses.dataclass(frozen=True)

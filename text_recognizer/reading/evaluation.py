@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import torch
 
+from text_recognizer.errors import InputError
 from text_recognizer.io import atomic_path
 from text_recognizer.line_geometry import crop_lines
 from text_recognizer.lit_models.ctc import (
@@ -75,8 +76,10 @@ def _read_mapping(f: h5py.File) -> list[str] | None:
     return list(json.loads(raw.decode() if isinstance(raw, bytes) else str(raw)))
 
 
-def _open_split(h5_path: str | os.PathLike[str], loaded: LoadedModel, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Read `test/{name}` arrays, checking that the file's mapping is the checkpoint's."""
+def _open_split(
+    h5_path: str | os.PathLike[str], loaded: LoadedModel, names: Sequence[str], split: str = "test"
+) -> dict[str, np.ndarray]:
+    """Read `{split}/{name}` arrays, checking that the file's mapping is the checkpoint's."""
     h5_path = Path(h5_path)
     if not h5_path.is_file():
         raise FileNotFoundError(f"{h5_path} not found")
@@ -84,10 +87,10 @@ def _open_split(h5_path: str | os.PathLike[str], loaded: LoadedModel, names: Seq
         mapping = _read_mapping(f)
         if mapping is not None and mapping != loaded.mapping:
             raise ValueError(f"{h5_path}: class mapping differs from the one stored in {loaded.path}")
-        missing = [f"test/{n}" for n in names if f"test/{n}" not in f]
+        missing = [f"{split}/{n}" for n in names if f"{split}/{n}" not in f]
         if missing:
-            raise ValueError(f"{h5_path}: missing dataset(s) {', '.join(missing)}")
-        return {n: f[f"test/{n}"][()] for n in names}
+            raise InputError(f"{h5_path}: missing dataset(s) {', '.join(missing)}")
+        return {n: f[f"{split}/{n}"][()] for n in names}
 
 
 def to_model_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -135,21 +138,35 @@ LineDecoder = Callable[[torch.Tensor, torch.Tensor], list[list[int]]]  # (logits
 
 
 def line_decoder(
-    decoder: str, *, beam_width: int | None = None, lm: CharLM | None = None, lm_weight: float | None = None
+    decoder: str,
+    *,
+    beam_width: int | None = None,
+    lm: CharLM | None = None,
+    lm_weight: float | None = None,
+    length_bonus: float | None = None,
 ) -> LineDecoder:
     """`greedy` (best path) or `beam` (CTC prefix beam search, fused with `lm` when given).
 
-    Beam search has no settings of its own: beam_width and lm_weight come from the evaluate params or a
-    reader checkpoint's record, so that what is evaluated is what is read.
+    Beam search has no settings of its own: beam_width, lm_weight and length_bonus come from evaluate's grid or
+    a reader checkpoint's record, so that what is evaluated is what is read.
     """
     if decoder == "greedy":
         return greedy_decode
     if decoder == "beam":
-        if beam_width is None or lm_weight is None:
-            raise ValueError("beam search needs beam_width and lm_weight (evaluate's, or the reader's record)")
+        if beam_width is None or lm_weight is None or length_bonus is None:
+            raise ValueError(
+                "beam search needs beam_width, lm_weight and length_bonus (evaluate's, or the reader's record)"
+            )
 
         def beam(logits: torch.Tensor, input_lengths: torch.Tensor) -> list[list[int]]:
-            return beam_decode(logits, beam_width=beam_width, lm=lm, lm_weight=lm_weight, input_lengths=input_lengths)
+            return beam_decode(
+                logits,
+                beam_width=beam_width,
+                lm=lm,
+                lm_weight=lm_weight,
+                length_bonus=length_bonus,
+                input_lengths=input_lengths,
+            )
 
         return beam
     raise ValueError(f"decoder must be greedy or beam, got {decoder!r}")
@@ -174,21 +191,23 @@ def evaluate_lines(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     num_samples: int = 12,
+    split: str = "test",
 ) -> LineEvaluation:
-    """Corpus CER and exact-line accuracy of a line checkpoint on the `test` split of emnist_lines.h5.
+    """Corpus CER and exact-line accuracy of a line checkpoint on one split of emnist_lines.h5 (`test`; the
+    evaluate stage picks its decoder on `val`).
 
     The network runs once per batch and every decoder in `decoders` (default: greedy) reads the
     same logits; `cer`, `line_accuracy` and the samples are the first decoder's, `by_decoder`
-    has them all. Targets are the label rows cut at `test/lengths`, so padding is never scored.
-    `samples` holds the first `num_samples` test lines with their true and predicted texts.
+    has them all. Targets are the label rows cut at `{split}/lengths`, so padding is never scored.
+    `samples` holds the first `num_samples` lines with their true and predicted texts.
     """
     decoders = decoders or {"greedy": greedy_decode}
     dev = default_device(device)
     loaded = load_checkpoint(checkpoint_path, map_location=dev, expected_kind="line", needed_by="evaluate_lines")
-    data = _open_split(lines_h5, loaded, ("images", "labels", "lengths"))
+    data = _open_split(lines_h5, loaded, ("images", "labels", "lengths"), split)
     images = data["images"]
     if len(images) == 0:
-        raise ValueError(f"{lines_h5}: the test split is empty")
+        raise InputError(f"{lines_h5}: the {split} split is empty")
     targets = labels_to_texts(torch.from_numpy(data["labels"].astype(np.int64)), torch.from_numpy(data["lengths"]))
     preds: dict[str, list[str]] = {name: [] for name in decoders}
     with torch.inference_mode():
