@@ -39,6 +39,7 @@ from text_recognizer.data.sources import default_cache_dir
 from text_recognizer.lit_models.ctc import character_error_rate
 from text_recognizer.metadata import EMNIST_CLASSES
 from text_recognizer.reading.char_lm import CharLM
+from text_recognizer.reading.decoder_choice import recorded_beam
 from text_recognizer.reading.evaluation import LineDecoder, line_decoder
 from text_recognizer.reading.predict import PredictError, load_model, read_array
 
@@ -125,11 +126,9 @@ def compose_lines(words: list[Glyphs], digits: Glyphs, *, count: int, seed: int)
 def decoders_for(folder: Path, record: dict | None) -> dict[str, LineDecoder]:
     """greedy, and beam search as evaluate read with this reader (when it recorded how and the LM is here)."""
     decoders = {"greedy": line_decoder("greedy")}
-    if isinstance(record, dict) and (folder / "char_lm.npz").is_file():
-        lm = CharLM.load(folder / "char_lm.npz")
-        decoders["beam"] = line_decoder(
-            "beam", beam_width=int(record["beam_width"]), lm=lm, lm_weight=float(record["lm_weight"])
-        )
+    if isinstance(record, dict) and "length_bonus" in record and (folder / "char_lm.npz").is_file():
+        beam_width, setting = recorded_beam(record)
+        decoders["beam"] = setting.reader(beam_width, CharLM.load(folder / "char_lm.npz"))
     return decoders
 
 
