@@ -1,6 +1,10 @@
 """How well do trained models read real handwriting that no pipeline code drew?
 
     .venv/bin/python benchmarks/real_handwriting.py --models DIR [DIR ...] [--quick] [--json OUT]
+    .venv/bin/python benchmarks/real_handwriting.py --train WORKDIR --seeds 0,1,2 [-S section.key=value ...]
+
+`--train` first runs the whole pipeline (`make offline`'s recipe, plus any -S) once per seed in its
+own throw-away repo under WORKDIR, then reads the models of those runs.
 
 Each DIR holds cnn.pt and a line checkpoint (line_reader.pt, else line_cnn.pt), and char_lm.npz for
 beam search (one DIR per training seed; figures are mean +- std over them). The data is the
@@ -188,9 +192,36 @@ def summarise(per_model: list[dict[str, float]]) -> dict[str, tuple[float, float
     }
 
 
+def train_runs(workdir: Path, seeds: list[int], overrides: list[str]) -> list[Path]:
+    """One `dvc repro` of the offline recipe (and the -S overrides) per seed; their models/ folders."""
+    import shlex
+    import subprocess
+
+    from tests.pipeline_repo import PipelineRepo
+
+    recipe = subprocess.run(["make", "-s", "offline-params"], cwd=REPO, check=True, capture_output=True, text=True)
+    assignments = [*shlex.split(recipe.stdout)[1::2], *overrides]
+    folders = []
+    for seed in seeds:
+        settings: dict[str, dict] = {}
+        for assignment in [*assignments, f"train_cnn.seed={seed}", f"train_line_cnn.seed={seed}"]:
+            dotted, value = assignment.split("=", 1)
+            section, key = dotted.split(".", 1)
+            settings.setdefault(section, {})[key] = yaml.safe_load(value)
+        repo = PipelineRepo.create(workdir / f"seed{seed}", settings)
+        repo.env["TEXT_RECOGNIZER_DOWNLOADS"] = str(REPO / "data" / "downloads")  # one package cache for all runs
+        repo.dvc("repro")
+        folders.append(repo.path / "models")
+    return folders
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, nargs="+", required=True, help="folders of one trained run each")
+    runs = parser.add_mutually_exclusive_group(required=True)
+    runs.add_argument("--models", type=Path, nargs="+", help="folders of one trained run each")
+    runs.add_argument("--train", type=Path, metavar="WORKDIR", help="train one run per --seeds here first")
+    parser.add_argument("--seeds", default="0,1,2", help="--train: training seeds (default 0,1,2)")
+    parser.add_argument("-S", dest="overrides", action="append", default=[], help="--train: section.key=value")
     parser.add_argument("--quick", action="store_true", help="20 lines per kind and paper instead of 100 (CI)")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml", help="where the package pins are")
     parser.add_argument("--downloads", type=Path, default=None, help="the package cache (default: the pipeline's)")
@@ -200,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
 
     head = header(default_device(), argv=[sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     print_header(head)
+    if args.train is not None:
+        args.models = train_runs(args.train, [int(s) for s in args.seeds.split(",")], args.overrides)
     words, digits = development_set(args.params, args.downloads or default_cache_dir() / "handwriting")
     glyphs = development_glyphs(words, digits)
     lines = compose_lines(words, digits, count=20 if args.quick else 100, seed=0)
