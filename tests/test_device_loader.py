@@ -89,12 +89,20 @@ def test_shuffled_lines_are_batched_by_width_within_pools_and_still_visit_each_l
 def test_loader_refuses_to_crop_under_a_warp_that_moves_ink_sideways() -> None:
     images, widths = torch.zeros(4, 28, 56, dtype=torch.uint8), torch.full((4,), 40)
     options = {"batch_size": 2, "shuffle": True, "seed": 0, "drop_last": False, "widths": widths}
-    for sideways in (Augmentation((2.0, 2.0), (0.0, 0.0), 0.0), Augmentation((0.0, 0.0), (0.1, 0.0), 0.0),
-                     Augmentation((0.0, 0.0), (0.0, 0.0), 1.0)):  # fmt: skip
+    still = {"slant": 0.0, "elastic_alpha": 0.0, "elastic_sigma": 4.0, "stroke": 0.0}
+    sideways = [
+        Augmentation((2.0, 2.0), (0.0, 0.0), 0.0, **still),
+        Augmentation((0.0, 0.0), (0.1, 0.0), 0.0, **still),
+        Augmentation((0.0, 0.0), (0.0, 0.0), 1.0, **still),
+        Augmentation((0.0, 2.0), (0.0, 0.1), 0.0, slant=10.0, elastic_alpha=1.0, elastic_sigma=5.0, stroke=0.5),
+    ]  # the last: tan(10 degrees) * 14 + 1 + 1 = 4.47 px sideways, more than INK_MARGIN (4)
+    for warp in sideways:
         with pytest.raises(ValueError, match="augmentation"):
-            DeviceLoader(images, torch.arange(4), augment=sideways, **options)  # type: ignore[arg-type]
-    vertical = Augmentation(shift=(0.0, 2.0), scale=(0.0, 0.1), rotation=0.0)
+            DeviceLoader(images, torch.arange(4), augment=warp, **options)  # type: ignore[arg-type]
+    vertical = Augmentation(shift=(0.0, 2.0), scale=(0.0, 0.1), rotation=0.0, **still)
     DeviceLoader(images, torch.arange(4), augment=vertical, **options)  # type: ignore[arg-type]
+    within = Augmentation((0.0, 2.0), (0.0, 0.1), 0.0, slant=8.0, elastic_alpha=1.0, elastic_sigma=5.0, stroke=0.5)
+    DeviceLoader(images, torch.arange(4), augment=within, **options)  # type: ignore[arg-type]  # 3.97 px: kept
     with pytest.raises(ValueError, match="widths"):
         DeviceLoader(images, torch.arange(4), **{**options, "widths": torch.full((3,), 40)})  # type: ignore[arg-type]
 
@@ -179,7 +187,7 @@ def test_lines_ctc_cannot_align_are_refused_at_setup(tmp_path: Path) -> None:
 def test_the_line_module_trains_with_the_warp_it_is_given(tmp_path: Path) -> None:
     """augment: an Augmentation (a train section's, data.augmentation.augmentation(run)) or None."""
     path = _write_lines(tmp_path / "lines.h5", TEXTS, max_length=16)
-    warp = Augmentation(shift=(0.0, 1.0), scale=(0.0, 0.05), rotation=0.0)
+    warp = Augmentation((0.0, 1.0), (0.0, 0.05), 0.0, slant=5.0, elastic_alpha=1.0, elastic_sigma=5.0, stroke=0.3)
     for augment, expected in ((warp, warp), (None, None)):
         module = EmnistLinesDataModule(path, batch_size=4, seed=0, augment=augment, **WINDOW)
         assert module.train_dataloader().augment == expected and module.val_dataloader().augment is None

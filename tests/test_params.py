@@ -46,6 +46,8 @@ def test_params_yaml_has_every_key_of_every_section():
 
 
 GE = "Input should be greater than or equal to"
+LE = "Input should be less than or equal to"
+PAST_INK = "more than the 4 px its CTC steps read past its ink (INK_MARGIN)"
 
 
 @pytest.mark.parametrize(
@@ -69,6 +71,24 @@ GE = "Input should be greater than or equal to"
             {"augment_rotation": 2.0},
             "train_line_cnn.augment_rotation: Input should be 0 (batches of lines are cropped to their ink: the warp "
             "may only move it vertically), got 2.0",
+        ),
+        ({"augment_slant": -1}, f"train_cnn.augment_slant: {GE} 0, got -1"),
+        ({"augment_slant": 46}, "train_cnn.augment_slant: Input should be less than or equal to 45, got 46"),
+        ({"augment_elastic_alpha": -0.5}, f"train_cnn.augment_elastic_alpha: {GE} 0, got -0.5"),
+        ({"augment_elastic_alpha": 8}, f"train_cnn.augment_elastic_alpha: {LE} 7, got 8"),
+        ({"augment_elastic_sigma": 0.5}, f"train_cnn.augment_elastic_sigma: {GE} 1, got 0.5"),
+        ({"augment_stroke": -0.1}, f"train_cnn.augment_stroke: {GE} 0, got -0.1"),
+        ({"augment_stroke": 1.5}, "train_cnn.augment_stroke: Input should be less than or equal to 1, got 1.5"),
+        ({"augment_stroke": -0.5}, f"train_line_cnn.augment_stroke: {GE} 0, got -0.5"),
+        (
+            {"augment_slant": 10.0},
+            "train_line_cnn.augment_slant: Input with augment_elastic_alpha (1.0) and augment_stroke (0.5) moves a "
+            f"line's ink up to 4.47 px sideways, {PAST_INK}, got 10.0",
+        ),
+        (
+            {"augment_slant": 0, "augment_elastic_alpha": 3.5},
+            "train_line_cnn.augment_elastic_alpha: Input with augment_slant (0.0) and augment_stroke (0.5) moves a "
+            f"line's ink up to 4.50 px sideways, {PAST_INK}, got 3.5",
         ),
         ({"label_smoothing": 0.1}, "train_line_cnn.label_smoothing: Extra inputs are not permitted (no such key)"),
         ({"limit_train_batches": 0}, "train_cnn.limit_train_batches: Input should be greater than 0, got 0"),

@@ -6,6 +6,8 @@ helpers and the params checks all count with these functions.
   window lattice (its ink plus INK_MARGIN), and the columns a batch keeps so that every line's logits
   within its length are those of the full-width image (RIGHT_CONTEXT).
 - `ctc_steps_needed(_rows)`, `ctc_steps_bound`: the fewest output steps CTC needs to emit a text.
+- `ink_sideways_shift`: how far the augmentation of a line (slant, elastic field, stroke width) may move its
+  ink along x; params.py and the loader keep it within INK_MARGIN.
 
 No torch import: params.py checks params with these functions without loading torch. The functions of
 tensors take torch tensors and use only their methods.
@@ -14,6 +16,7 @@ tensors take torch tensors and use only their methods.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,7 +30,9 @@ if TYPE_CHECKING:
 # full-resolution 3x3 conv, 2 from the stride-2 conv and 2 x 2 from the residual block's 3x3 convs at
 # half resolution (tests/test_models.py checks that cropping with it keeps the logits).
 RIGHT_CONTEXT = 5
-# Blank columns kept after a line's last ink column, so that its last window ends on background.
+# Blank columns kept after a line's last ink column, so that its last window ends on background. The
+# augmentation of lines may move ink sideways by at most this much (`ink_sideways_shift`): it then stays
+# within the columns the line's CTC steps read.
 INK_MARGIN = 4
 
 
@@ -54,6 +59,13 @@ def line_output_steps(max_length: int, window_width: int, window_stride: int) ->
 
 
 # --- a line's own width, and the crop of a batch -----------------------------------------------------
+
+
+def ink_sideways_shift(height: int, slant: float, elastic_alpha: float, stroke: float) -> float:
+    """The most pixels a line's ink moves along x under a slant of up to `slant` degrees (a shear about the
+    middle row, so the top and bottom rows move tan(slant) * height / 2), an elastic field of at most
+    `elastic_alpha` pixels, and a stroke-width change (a 3x3 dilation grows ink by 1 pixel when stroke > 0)."""
+    return math.tan(math.radians(slant)) * height / 2 + elastic_alpha + (1.0 if stroke > 0 else 0.0)
 
 
 def ink_extents(images: torch.Tensor) -> torch.Tensor:

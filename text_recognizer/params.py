@@ -33,7 +33,7 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
 from text_recognizer.errors import ParamError
-from text_recognizer.line_geometry import ctc_steps_bound, line_output_steps
+from text_recognizer.line_geometry import INK_MARGIN, ctc_steps_bound, ink_sideways_shift, line_output_steps
 from text_recognizer.metadata import GLYPH_SIZE
 
 T = TypeVar("T")
@@ -56,6 +56,10 @@ Fraction = Annotated[Float, Field(ge=0, lt=1)]
 Share = Annotated[Float, Field(gt=0, lt=1)]
 Pixels = Annotated[Float, Field(ge=0)]
 Degrees = Annotated[Float, Field(ge=0, le=180)]
+Slant = Annotated[Float, Field(ge=0, le=45)]  # a shear of up to 1: a 45 degree lean is no longer handwriting
+Displacement = Annotated[Float, Field(ge=0, le=GLYPH_SIZE / 4)]  # the elastic field's peak: 7 px is a quarter glyph
+Smoothing = Annotated[Float, Field(ge=1, le=GLYPH_SIZE)]  # below a pixel the field is noise, not a wobble
+Blend = Annotated[Float, Field(ge=0, le=1)]
 Urls = Annotated[tuple[StrictStr, ...], Field(min_length=1)]
 MAX_SEED = 2**32 - 1  # NumPy's SeedSequence entropy and Lightning's seed_everything both take 0..2**32-1
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
@@ -185,6 +189,11 @@ class TrainParams:
     augment_scale_x: Fraction  # relative zoom
     augment_scale_y: Fraction
     augment_rotation: Degrees
+    # the handwriting's own variation, each 0 for off (data.augmentation): the pen's slant, a shear (max degrees),
+    augment_slant: Slant
+    augment_elastic_alpha: Displacement  # a smooth displacement field: the most pixels it moves a point along x or y,
+    augment_elastic_sigma: Smoothing  # and its Gaussian smoothing in pixels (larger: broader, gentler bends),
+    augment_stroke: Blend  # and the pen's width: the largest share of a 3x3 dilation (or erosion) blended in
     limit_train_batches: Annotated[Float, Field(gt=0, le=1)]  # fraction of an epoch
 
 
@@ -197,17 +206,27 @@ class CharTrainParams(TrainParams):
 
 @dataclass(frozen=True, config=SECTION)
 class LineTrainParams(TrainParams):
-    """train_line_cnn: the run. Line batches are cropped to their ink (DeviceLoader), so the warp may
-    move ink only vertically."""
+    """train_line_cnn: the run. Line batches are cropped to their ink (DeviceLoader) and their CTC lengths
+    measured on it, so the warp may move ink only vertically, and slant, elastic field and stroke width
+    together at most INK_MARGIN pixels sideways (line_geometry.ink_sideways_shift)."""
 
     @model_validator(mode="after")
     def _across_keys(self) -> LineTrainParams:
+        moved = ink_sideways_shift(GLYPH_SIZE, self.augment_slant, self.augment_elastic_alpha, self.augment_stroke)
+        blamed = "augment_slant" if self.augment_slant else "augment_elastic_alpha"  # the first one to lower
+        others = " and ".join(
+            f"{key} ({getattr(self, key)})"
+            for key in ("augment_slant", "augment_elastic_alpha", "augment_stroke")
+            if key != blamed
+        )
         across_keys(*(
             (key, getattr(self, key) == 0,
              f"Input should be 0 (batches of lines are cropped to their ink: the warp may only move it "
              f"vertically), got {getattr(self, key)}")
             for key in ("augment_shift_x", "augment_scale_x", "augment_rotation")
-        ))  # fmt: skip
+        ), (blamed, moved <= INK_MARGIN,
+            f"Input with {others} moves a line's ink up to {moved:.2f} px sideways, more than the {INK_MARGIN} px "
+            f"its CTC steps read past its ink (INK_MARGIN), got {getattr(self, blamed)}"))  # fmt: skip
         return self
 
 

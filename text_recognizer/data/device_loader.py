@@ -28,7 +28,14 @@ import torch.nn.functional as F
 
 from text_recognizer.data.augmentation import Augmentation, augment_batch
 from text_recognizer.data.emnist import check_mapping
-from text_recognizer.line_geometry import crop_widths, ctc_steps_needed_rows, ink_extents, line_widths, output_lengths
+from text_recognizer.line_geometry import (
+    INK_MARGIN,
+    crop_widths,
+    ctc_steps_needed_rows,
+    ink_extents,
+    line_widths,
+    output_lengths,
+)
 from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
 
 # --- the loader ------------------------------------------------------------------------------
@@ -116,9 +123,12 @@ class DeviceLoader:
         if widths is not None:
             if widths.shape != images.shape[:1]:
                 raise ValueError(f"widths must be ({images.shape[0]},), got {tuple(widths.shape)}")
-            if augment is not None and not augment.keeps_columns:
-                # the warp would move ink past the crop, which was measured on the unwarped images
-                raise ValueError("cropping to widths needs an augmentation that keeps ink columns in place")
+            if augment is not None and augment.sideways(images.shape[1]) > INK_MARGIN:
+                # the warp would move ink past the crop and the CTC lengths, which were measured on the unwarped images
+                raise ValueError(
+                    f"cropping to widths needs an augmentation that moves ink at most INK_MARGIN ({INK_MARGIN}) px "
+                    f"sideways, got {augment.sideways(images.shape[1]):.2f}"
+                )
         self.images = place(images, device)
         self.targets = tuple(place(t, device) for t in targets)
         self.batch_size = batch_size
