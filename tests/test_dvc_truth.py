@@ -1,5 +1,5 @@
-"""dvc.yaml and what main commits must tell the truth: every imported library file is a dep,
-and no committed lock or metric comes from generated data."""
+"""dvc.yaml and what main commits must tell the truth: every imported library file is a dep, every plot and
+artifact is something a stage writes, and no committed lock or metric comes from generated data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PIPELINE = DVC_YAML["stages"]
 
 
 def _module_file(module: str) -> Path | None:
@@ -101,6 +102,40 @@ def test_the_closure_follows_lazy_and_transitive_imports():
     assert "stages/common.py" in closure  # `from common import ...`
     assert "text_recognizer/training.py" in closure  # imported inside main()
     assert "text_recognizer/data/device_loader.py" in closure  # imported by training.py
+
+
+def _outs() -> set[str]:
+    return {o if isinstance(o, str) else next(iter(o)) for spec in PIPELINE.values() for o in spec.get("outs", [])}
+
+
+def _written(path: str) -> bool:
+    """Whether a stage declares `path` as an output, or a folder above it."""
+    return any(Path(path) == Path(out) or Path(out) in Path(path).parents for out in _outs())
+
+
+def test_every_plot_reads_what_a_stage_writes():
+    """A plot naming a file no stage writes (a renamed metric, a typo) is silently empty in `dvc plots show`."""
+    files = []
+    for entry in DVC_YAML["plots"]:
+        plot_id, spec = next(iter(entry.items())) if isinstance(entry, dict) else (entry, None)
+        y = (spec or {}).get("y")
+        files.extend(y if isinstance(y, dict) else [plot_id])
+    assert files and not [f for f in files if not _written(f)], [f for f in files if not _written(f)]
+
+
+def test_artifacts_are_models_a_stage_writes_under_names_dvc_accepts():
+    """`dvc artifacts get REPO NAME` finds a model by these names; meta names the metric that judges it."""
+    from dvc.repo.artifacts import check_name_format
+
+    artifacts = DVC_YAML["artifacts"]
+    assert set(artifacts) == {"cnn", "line_cnn", "line_reader"}
+    for name, spec in artifacts.items():
+        check_name_format(name)  # DVC's (GTO's) rule: letters, digits, - _ /, starting and ending alphanumeric
+        assert spec["type"] == "model" and spec["desc"] and spec["labels"], name
+        assert spec["path"] in _outs() and spec["path"].endswith(".pt"), name
+        metric = spec["meta"]["metric"]
+        assert metric["file"] in DVC_YAML["metrics"] and metric["better"] in ("higher", "lower"), name
+        assert spec["meta"]["made_by"] in PIPELINE and spec["path"] in str(PIPELINE[spec["meta"]["made_by"]]["outs"])
 
 
 def _tracked(*paths: str) -> list[str]:

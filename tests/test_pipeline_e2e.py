@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from tests.pipeline_repo import PipelineRepo, ran_stages
@@ -43,6 +44,16 @@ TINY = {
     "char_lm": {"order": 3, "num_phrases": 2000},
     "evaluate": {"num_sample_lines": 4},
 }
+# Every PNG the pipeline writes, each with the least width and height (px) at which it reads.
+PNGS = {
+    "metrics/evaluate/confusion.png": (1200, 1100),  # 62 x 62 cells, each class labelled
+    "metrics/evaluate/confused_pairs.png": (900, 400),  # 12 pairs, 4 glyphs each, 3 pairs a row
+    "metrics/evaluate/train_cnn_curves.png": (700, 300),  # loss, accuracy
+    "metrics/evaluate/train_line_cnn_curves.png": (1100, 300),  # loss, cer, line_acc
+    "metrics/evaluate/test_lines.png": (600, 200),
+    "metrics/emnist_lines/samples.png": (300, 100),
+}
+ARTIFACTS = {"cnn": "models/cnn.pt", "line_cnn": "models/line_cnn.pt", "line_reader": "models/line_reader.pt"}
 CHANCE = 1 / NUM_EMNIST_CLASSES  # the character model's accuracy when it guesses
 # What training must add over an untrained network of the same shape. Measured with TINY (CPU): test accuracy
 # 0.49 against 0.013-0.022 untrained (seeds 1-5); greedy CER 0.73 against 0.99-1.12 untrained and 1.0 for
@@ -109,8 +120,7 @@ def test_repro_builds_every_output(repo: PipelineRepo):
         "metrics/train_line_cnn/metrics.json",
         "metrics/evaluate.json",
         "metrics/evaluate/confusion.json",
-        "metrics/evaluate/test_lines.png",
-        "metrics/emnist_lines/samples.png",
+        *PNGS,
     ]:
         assert (repo.path / out).is_file(), out
     with h5py.File(repo.path / "data/processed/emnist_lines.h5") as f:
@@ -230,8 +240,6 @@ def test_predict_beam_reads_as_evaluate_did_from_any_folder(repo: PipelineRepo, 
     """The reader (evaluate's models/line_reader.pt) records the decoder picked on the val lines, the best beam setting
     and its LM's digest: predict --decoder beam reads with those, run from another folder whose params.yaml says
     otherwise."""
-    import yaml
-
     from text_recognizer.reading.char_lm import CharLM
     from text_recognizer.reading.evaluation import evaluate_lines, line_decoder
     from text_recognizer.reading.predict import load_model
@@ -286,6 +294,59 @@ def test_remote_push_then_pull_restores_outputs_without_running(repo: PipelineRe
         assert digest(clone.path / out) == digest(repo.path / out), out
     assert "up to date" in clone.dvc("status").stdout
     assert ran_stages(clone.dvc("repro").stdout) == set()
+
+
+def test_every_png_reads_and_dvc_plots_lists_it(repo: PipelineRepo, tmp_path: Path):
+    """The figures open without `dvc plots show` (whose page loads Vega from a CDN), and it lists them all, beside
+    the Vega plots of the curves and the normalised confusion, each with data."""
+    written = {p.relative_to(repo.path).as_posix() for p in (repo.path / "metrics").rglob("*.png")}
+    assert written == set(PNGS)
+    for path, (min_width, min_height) in PNGS.items():
+        with Image.open(repo.path / path) as image:
+            assert image.format == "PNG" and image.width >= min_width and image.height >= min_height, (path, image.size)
+    shown = json.loads(repo.dvc("plots", "show", "--json", "-o", str(tmp_path / "dvc_plots")).stdout)["data"]
+    assert set(PNGS) <= set(shown), sorted(shown)
+    vega = ["train_cnn_loss", "train_cnn_val_acc", "train_line_cnn_loss", "train_line_cnn_val_cer", "confusion"]
+    for plot_id in vega:
+        (plot,) = shown[plot_id]
+        assert plot["type"] == "vega" and plot["content"]["data"]["values"], plot_id
+    confusion = shown["confusion"][0]["content"]["spec"]
+    assert confusion["encoding"]["y"]["field"] == "actual"  # confusion_normalized divides by the y field's totals
+    assert confusion["transform"][-2]["joinaggregate"][0]["op"] == "sum"
+    assert confusion["transform"][-2]["groupby"] == ["actual"]
+
+
+def test_models_are_dvc_artifacts_fetched_by_name_from_the_remote(repo: PipelineRepo, tmp_path: Path):
+    """dvc.yaml's artifacts, registered with Git tags (NAME@vX.Y.Z), come back by name from a DVC remote into a
+    clone that holds no model and no cache: byte for byte the workspace's models. Nothing leaves the machine: the
+    remote is a folder, the repo a path, and DVC Studio (tried first by `dvc artifacts get`) is switched off."""
+    import dvc.api
+
+    env = {k: v for k, v in repo.env.items() if k not in ("DVC_STUDIO_TOKEN", "STUDIO_TOKEN")}
+    env["DVC_STUDIO_OFFLINE"] = "true"
+    repo.dvc("remote", "add", "--force", "--default", "registry", str(tmp_path / "registry"))
+    repo.git("add", ".dvc/config")
+    repo.git("commit", "-qm", "the models' DVC remote")
+    repo.dvc("push", *ARTIFACTS.values())
+    for name in ARTIFACTS:
+        repo.git("tag", "-a", f"{name}@v0.1.0", "-m", f"register {name}")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(clone)], check=True, env=env)
+    reported = json.loads((repo.path / "metrics/evaluate.json").read_text())
+    head = repo.git("rev-parse", "HEAD").strip()
+    for name, path in ARTIFACTS.items():
+        assert dvc.api.artifacts_show(name, repo=str(clone)) == {"rev": head, "path": path}
+        out = tmp_path / f"fetched_{name}.pt"
+        got = subprocess.run([sys.executable, "-m", "dvc", "artifacts", "get", str(clone), name, "-o", str(out)],
+                             cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+        assert got.returncode == 0, got.stderr
+        assert digest(out) == digest(repo.path / path), name
+        metric = yaml.safe_load((repo.path / "dvc.yaml").read_text())["artifacts"][name]["meta"]["metric"]
+        value = reported
+        for key in metric["key"].split("."):  # meta names where the headline figure is: it is there
+            value = value[key]
+        assert isinstance(value, float), (name, metric)
+    assert not list(clone.glob("models/*.pt"))  # fetched from the remote, not copied from a workspace
 
 
 def test_queued_sweep_runs_every_value(repo: PipelineRepo):
