@@ -29,8 +29,8 @@ from text_recognizer.data.emnist_lines import encode_texts, render_lines
 from text_recognizer.data.synthetic import render_glyphs
 from text_recognizer.lit_models.optim import AdamWSettings, configure_adamw
 from text_recognizer.metadata import NUM_EMNIST_CLASSES
+from text_recognizer.models.char_archs import arch_kwargs, char_network
 from text_recognizer.models.line_cnn import LineCNN
-from text_recognizer.models.resnet import ResNetClassifier
 from text_recognizer.params import (
     CharTrainParams,
     EmnistLinesParams,
@@ -199,8 +199,9 @@ class Recipe:
         return [self.model.width] if self.quick else list(dict.fromkeys([self.model.width, 32, 16]))
 
     def resnet(self, width: int, device: torch.device, compile: bool = False) -> nn.Module:
-        kwargs = {**dataclasses.asdict(self.model), "width": width, "num_classes": NUM_EMNIST_CLASSES}
-        return prepare(ResNetClassifier(**kwargs), device, compile)
+        section = {**dataclasses.asdict(self.model), "width": width}
+        kwargs = {**arch_kwargs("resnet", section), "num_classes": NUM_EMNIST_CLASSES}
+        return prepare(char_network(**kwargs), device, compile)
 
     def linecnn(self, device: torch.device, compile: bool = False) -> nn.Module:
         return prepare(LineCNN(**dataclasses.asdict(self.line_model)), device, compile)

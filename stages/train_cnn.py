@@ -1,4 +1,4 @@
-"""Stage train_cnn: the ResNet-style character classifier on emnist.h5.
+"""Stage train_cnn: the character classifier of model.arch (ResNet-style, or the labs' CNN or MLP) on emnist.h5.
 
 usage: python stages/train_cnn.py EMNIST_H5 CHECKPOINT METRICS_DIR [RESUME_DIR]
 

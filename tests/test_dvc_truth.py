@@ -97,6 +97,17 @@ def test_stage_deps_list_every_library_file_the_script_imports(stage: str):
     assert not missing, f"dvc.yaml: stage {stage} imports these files but does not list them in deps: {missing}"
 
 
+def test_the_train_stages_depend_on_their_whole_sections():
+    """Whole sections, not listed keys: `-S model.arch=mlp` (or a new size key, or overfit_batches) reruns the
+    train stage, and evaluate after it through models/cnn.pt, with no change to dvc.yaml."""
+    expected = {"train_cnn": ["model", "train_cnn"], "train_line_cnn": ["line_model", "train_line_cnn"]}
+    for stage, sections in expected.items():
+        assert PIPELINE[stage]["params"] == sections, stage
+    assert "models/cnn.pt" in PIPELINE["train_cnn"]["outs"] and "models/cnn.pt" in PIPELINE["evaluate"]["deps"]
+    assert "text_recognizer/models" in PIPELINE["train_cnn"]["deps"]  # every arch's module, the folder whole
+    assert "text_recognizer/models" in PIPELINE["evaluate"]["deps"]  # which rebuilds any of them
+
+
 def test_the_closure_follows_lazy_and_transitive_imports():
     closure = {str(p.relative_to(ROOT)) for p in import_closure(ROOT / "stages" / "train_cnn.py")}
     assert "stages/common.py" in closure  # `from common import ...`

@@ -84,7 +84,10 @@ def _callables() -> list[Callable]:
     from text_recognizer.data.augmentation import augment_batch
     from text_recognizer.data.device_loader import EmnistDataModule, EmnistLinesDataModule
     from text_recognizer.lit_models.classifier import CharClassifier
+    from text_recognizer.models.char_archs import arch_kwargs, char_network
+    from text_recognizer.models.cnn import CNN
     from text_recognizer.models.line_cnn import LineCNN
+    from text_recognizer.models.mlp import MLP
     from text_recognizer.models.resnet import ResNetClassifier
 
     geometry = [
@@ -93,11 +96,13 @@ def _callables() -> list[Callable]:
         if inspect.isfunction(f) and f.__module__ == line_geometry.__name__ and not name.startswith("_")
     ]
     modules = [EmnistDataModule, EmnistLinesDataModule, CharClassifier]
-    return [LineCNN, ResNetClassifier, *modules, augment_batch, *geometry]
+    networks = [LineCNN, ResNetClassifier, CNN, MLP, char_network, arch_kwargs]
+    return [*networks, *modules, augment_batch, *geometry]
 
 
 def test_what_params_yaml_holds_has_no_default_in_code():
     assert {"window_width", "window_stride", "head", "width", "fc_dim", "dropout", "label_smoothing"} <= PARAMS_KEYS
+    assert {"arch", "conv_dim", "fc1_dim", "fc2_dim", "overfit_batches"} <= PARAMS_KEYS
     defaulted = []
     for thing in _callables():
         name = thing.__name__

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 import torch
 
+from text_recognizer import params as P
 from text_recognizer.line_geometry import (
     RIGHT_CONTEXT,
     crop_lines,
@@ -15,14 +19,19 @@ from text_recognizer.line_geometry import (
     output_lengths,
 )
 from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS
+from text_recognizer.models.char_archs import CHAR_NETWORKS, arch_kwargs, char_network
 from text_recognizer.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from text_recognizer.models.cnn import CNN
 from text_recognizer.models.line_cnn import LineCNN
+from text_recognizer.models.mlp import MLP
 from text_recognizer.models.resnet import ResNetClassifier, stage_sizes
 
 # The networks have no defaults (training passes params.yaml's sections); these tests' base networks, which
 # each test changes where it needs to.
 CHAR_NET = {"num_blocks": 3, "width": 64, "dropout": 0.2}
 LINE_NET = {"width": 64, "window_width": 28, "window_stride": 8, "fc_dim": 256, "dropout": 0.2, "head": "none"}
+# A whole model section, every arch's sizes small (what `model.arch` picks from).
+MODEL_SECTION = {**CHAR_NET, "width": 8, "conv_dim": 8, "fc_dim": 16, "fc1_dim": 32, "fc2_dim": 16}
 
 
 def resnet(**changes) -> ResNetClassifier:
@@ -262,6 +271,96 @@ def test_cropped_lines_give_the_full_width_logits_within_their_lengths(head, win
     full_logits, cropped_logits = model(x, lengths), model(cropped, lengths)
     for i, steps in enumerate(lengths.tolist()):
         torch.testing.assert_close(cropped_logits[i, :, :steps], full_logits[i, :, :steps], rtol=1e-5, atol=1e-5)
+
+
+# --- the character archs (model.arch) --------------------------------------------------------------
+
+
+def test_the_archs_params_accept_are_the_ones_built():
+    assert tuple(CHAR_NETWORKS) == P.CHAR_ARCHS == ("resnet", "cnn", "mlp")
+
+
+@pytest.mark.parametrize("arch", P.CHAR_ARCHS)
+def test_every_arch_maps_glyphs_to_62_logits(arch):
+    kwargs = arch_kwargs(arch, MODEL_SECTION)
+    model = char_network(**kwargs).eval()
+    assert isinstance(model, CHAR_NETWORKS[arch])
+    x = torch.rand(5, 1, 28, 28)
+    assert model(x).shape == (5, 62)
+    assert model.head.out_features == 62
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as a GPU trains it: bf16 autocast, channels_last
+        low = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+    assert low.shape == (5, 62) and torch.isfinite(low.float()).all()
+
+
+def test_arch_kwargs_keep_only_the_keys_the_arch_reads():
+    assert arch_kwargs("resnet", MODEL_SECTION) == {"arch": "resnet", "num_blocks": 3, "width": 8, "dropout": 0.2}
+    assert arch_kwargs("cnn", MODEL_SECTION) == {"arch": "cnn", "conv_dim": 8, "fc_dim": 16, "dropout": 0.2}
+    assert arch_kwargs("mlp", MODEL_SECTION) == {"arch": "mlp", "fc1_dim": 32, "fc2_dim": 16, "dropout": 0.2}
+    with pytest.raises(ValueError, match=r"arch must be one of \['cnn', 'mlp', 'resnet'\], got 'vit'"):
+        arch_kwargs("vit", MODEL_SECTION)
+
+
+def _num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_the_lab_networks_have_the_labs_layers_at_params_yaml_sizes():
+    """params.yaml's sizes are the labs' (conv_dim 64, fc_dim 128; fc1 1024, fc2 128): the layer counts follow."""
+    section = dataclasses.asdict(P.load_all(Path(__file__).resolve().parents[1] / "params.yaml").model)
+    cnn = char_network(**{**arch_kwargs("cnn", section), "num_classes": 62})
+    convs = [m for m in cnn.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 64, (3, 3)), (64, 64, (3, 3))]
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in cnn.modules()) == 1
+    assert (cnn.fc.in_features, cnn.fc.out_features) == (64 * 14 * 14, 128)
+    assert _num_params(cnn) == (9 * 64 + 64) + (64 * 64 * 9 + 64) + (12544 * 128 + 128) + (128 * 62 + 62)
+    mlp = char_network(**{**arch_kwargs("mlp", section), "num_classes": 62})
+    linears = [(m.in_features, m.out_features) for m in mlp.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears == [(784, 1024), (1024, 128), (128, 62)]
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in mlp.modules())
+
+
+def test_the_lab_networks_refuse_bad_sizes_and_inputs():
+    with pytest.raises(ValueError, match="conv_dim"):
+        CNN(conv_dim=0, fc_dim=8, dropout=0.0)
+    with pytest.raises(ValueError, match="fc1_dim"):
+        MLP(fc1_dim=8, fc2_dim=0, dropout=0.0)
+    with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
+        MLP(fc1_dim=8, fc2_dim=8, dropout=0.0)(torch.rand(2, 1, 28, 56))
+
+
+@pytest.mark.parametrize("arch", ["cnn", "mlp"])
+def test_lab_arch_checkpoint_round_trip_identical_outputs(tmp_path, arch):
+    torch.manual_seed(0)
+    kwargs = {**arch_kwargs(arch, MODEL_SECTION), "num_classes": 62}
+    model = char_network(**kwargs).eval()
+    save_checkpoint(
+        tmp_path / "cnn.pt", kind="char", model_kwargs=kwargs, state_dict=model.state_dict(), mapping=EMNIST_CLASSES
+    )
+    loaded = load_checkpoint(tmp_path / "cnn.pt", expected_kind="char")
+    assert loaded.model_kwargs == kwargs and loaded.model_kwargs["arch"] == arch
+    assert type(loaded.model) is CHAR_NETWORKS[arch] and not loaded.model.training
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(loaded.model(x), model(x), rtol=0, atol=0)
+
+
+def test_a_char_checkpoint_without_arch_is_a_resnet_and_an_unknown_arch_is_refused(tmp_path):
+    """Char checkpoints written before model.arch hold a ResNet; an arch this version lacks names itself."""
+    _save_char(tmp_path / "old.pt")
+    assert torch.load(tmp_path / "old.pt", weights_only=True)["model_kwargs"].get("arch") is None
+    assert type(load_checkpoint(tmp_path / "old.pt").model) is ResNetClassifier
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    payload["model_kwargs"]["arch"] = "vit"
+    torch.save(payload, tmp_path / "vit.pt")
+    with pytest.raises(CheckpointError, match=r"cannot build a char model .*arch must be one of"):
+        load_checkpoint(tmp_path / "vit.pt")
+    mlp = char_network(**arch_kwargs("mlp", MODEL_SECTION))
+    cnn_kwargs = arch_kwargs("cnn", MODEL_SECTION)  # weights of one arch under another's kwargs
+    save_checkpoint(
+        tmp_path / "x.pt", kind="char", model_kwargs=cnn_kwargs, state_dict=mlp.state_dict(), mapping=EMNIST_CLASSES
+    )
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        load_checkpoint(tmp_path / "x.pt")
 
 
 def _save_char(path):

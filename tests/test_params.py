@@ -48,6 +48,7 @@ def test_params_yaml_has_every_key_of_every_section():
 GE = "Input should be greater than or equal to"
 LE = "Input should be less than or equal to"
 PAST_INK = "more than the 4 px its CTC steps read past its ink (INK_MARGIN)"
+OVERFIT = "Input should be 0 (off), a number of batches (an int) or a share of them (a float in (0, 1))"
 
 
 @pytest.mark.parametrize(
@@ -119,6 +120,22 @@ PAST_INK = "more than the 4 px its CTC steps read past its ink (INK_MARGIN)"
         (
             {"head": "transformer", "fc_dim": 33},
             "line_model.fc_dim: Input should be even with head 'transformer' (sinusoidal positions), got 33",
+        ),
+        ({"arch": "vit"}, "model.arch: Input should be 'resnet', 'cnn' or 'mlp', got 'vit'"),
+        ({"arch": None}, "model.arch: Input should be 'resnet', 'cnn' or 'mlp', got None"),
+        ({"conv_dim": 0}, f"model.conv_dim: {GE} 1, got 0"),
+        ({"fc1_dim": -8}, f"model.fc1_dim: {GE} 1, got -8"),
+        ({"fc2_dim": 64.5}, "model.fc2_dim: Input should be a valid integer, got 64.5"),
+        ({"fc_dim": "128"}, "model.fc_dim: Input should be a valid integer, got '128'"),
+        ({"overfit_batches": -1}, f"train_cnn.overfit_batches: {OVERFIT}, got -1"),
+        ({"overfit_batches": 1.0}, f"train_cnn.overfit_batches: {OVERFIT}, got 1.0"),  # Lightning: all batches
+        ({"overfit_batches": 2.0}, f"train_line_cnn.overfit_batches: {OVERFIT}, got 2.0"),
+        ({"overfit_batches": True}, f"train_line_cnn.overfit_batches: {OVERFIT}, got True"),
+        ({"overfit_batches": float("nan")}, f"train_cnn.overfit_batches: {OVERFIT}, got nan"),
+        (
+            {"overfit_batches": 2, "limit_train_batches": 0.5},
+            "train_cnn.limit_train_batches: Input should be 1.0 with overfit_batches (2), which sets the batches of "
+            "an epoch itself (Lightning would ignore this), got 0.5",
         ),
         ({"timeout_s": 0}, "download_brown.timeout_s: Input should be greater than 0, got 0"),
         ({"mirrors": []}, "download_brown.mirrors: Tuple should have at least 1 item after validation, not 0, got []"),
@@ -201,6 +218,38 @@ def test_every_line_head_params_accept_builds():
     for head in P.LINE_HEADS:  # every head params accept builds, from the section as training passes it
         model = P.from_dict(P.LineModelParams, "line_model", with_yaml("line_model", head=head, width=4, fc_dim=8))
         assert LineCNN(**vars(model)).head == head
+
+
+def test_every_arch_params_accept_builds_from_the_section():
+    from text_recognizer.models.char_archs import arch_kwargs, char_network
+
+    assert P.CHAR_ARCHS == ("resnet", "cnn", "mlp") and YAML["model"]["arch"] == "resnet"  # the default
+    small = {"width": 4, "conv_dim": 4, "fc_dim": 8, "fc1_dim": 8, "fc2_dim": 8}
+    for arch in P.CHAR_ARCHS:  # as training builds it: the arch's keys of the checked section
+        model = P.from_dict(P.ModelParams, "model", with_yaml("model", arch=arch, **small))
+        assert type(char_network(**arch_kwargs(model.arch, vars(model)))).__name__ == {
+            "resnet": "ResNetClassifier", "cnn": "CNN", "mlp": "MLP"
+        }[arch]  # fmt: skip
+
+
+@pytest.mark.parametrize("section", ["train_cnn", "train_line_cnn"])
+@pytest.mark.parametrize("value", [0, 1, 2, 0.25])
+def test_overfit_batches_takes_lightnings_forms(section, value):
+    """0 is off, an int counts batches (1: one batch), a float in (0, 1) is a share of them; kept as given,
+    since Lightning tells them apart by type."""
+    run = P.from_dict(SECTIONS[section], section, with_yaml(section, overfit_batches=value))
+    assert run.overfit_batches == value and type(run.overfit_batches) is type(value)
+    assert YAML[section]["overfit_batches"] == 0  # off unless asked for
+
+
+def test_the_checks_across_keys_of_a_run_report_together():
+    values = with_yaml("train_line_cnn", overfit_batches=2, limit_train_batches=0.5, augment_rotation=2.0)
+    with pytest.raises(P.ParamError) as err:
+        P.from_dict(P.LineTrainParams, "train_line_cnn", values)
+    assert [p.split(":")[0] for p in err.value.problems] == [
+        "train_line_cnn.limit_train_batches",
+        "train_line_cnn.augment_rotation",
+    ]
 
 
 def write_params(folder: Path, **sections: dict) -> Path:

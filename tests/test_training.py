@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import warnings
+from collections import defaultdict
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from text_recognizer.data.augmentation import Augmentation, augment_batch, augmentation
@@ -25,10 +28,19 @@ from text_recognizer.metadata import (
     PAD_INDEX,
     emnist_class_to_line_index,
 )
-from text_recognizer.models.checkpoint import load_checkpoint
+from text_recognizer.models.char_archs import arch_kwargs
+from text_recognizer.models.checkpoint import MODEL_BUILDERS, load_checkpoint
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.params import LineModelParams, ModelParams, TrainParams, load_section
-from text_recognizer.training import adamw_settings, resolve_hardware, train
+from text_recognizer.reading.evaluation import evaluate_char
+from text_recognizer.training import (
+    adamw_settings,
+    build_datamodule,
+    build_lightning_module,
+    network_kwargs,
+    resolve_hardware,
+    train,
+)
 
 PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -210,7 +222,8 @@ def test_char_model_learns_from_rendered_glyphs(
     losses = _read_tsv(tmp_path / "live/plots/metrics/train/loss.tsv")
     assert len(losses) == run.epochs and losses[-1] < 0.7 * losses[0]
     loaded = load_checkpoint(tmp_path / "cnn.pt", expected_kind="char")
-    assert loaded.model_kwargs == {**dataclasses.asdict(model), "num_classes": 62}
+    # the arch and the keys it read: the section's cnn and mlp sizes mean nothing to a ResNet
+    assert loaded.model_kwargs == {"arch": "resnet", "num_blocks": 2, "width": 16, "dropout": 0.1, "num_classes": 62}
     assert loaded.extra["val_metrics"] == metrics
 
 
@@ -275,6 +288,97 @@ def test_same_params_give_identical_runs_and_outputs(emnist_h5: Path, tmp_path: 
         emnist_h5, model, dataclasses.replace(run, seed=8), checkpoint_path=tmp_path / "c.pt", log_dir=tmp_path / "c"
     )
     assert third != first
+
+
+@pytest.mark.parametrize("arch", ["cnn", "mlp"])
+def test_the_lab_archs_learn_under_the_same_recipe_and_evaluate_reads_them(tmp_path: Path, arch: str) -> None:
+    """The labs' networks go through the stage's path unchanged (params, augmentation, checkpoint) and the
+    evaluate stage's reader rebuilds them from the checkpoint alone."""
+    data = _write_emnist_h5(tmp_path / "emnist.h5", {"train": 60, "val": 20, "test": 20}, classes=10, seed=2)
+    model = model_params(arch=arch, conv_dim=16, fc_dim=64, fc1_dim=256, fc2_dim=64, dropout=0.1)
+    run = train_params(epochs=6, batch_size=64, lr=3e-3, seed=0, accelerator="cpu")  # 6 x 9 = 54 steps
+    metrics = train(data, model, run, checkpoint_path=tmp_path / "cnn.pt", log_dir=tmp_path / "live")
+    print(arch, "metrics:", metrics)
+    assert metrics["val/acc"] > 0.3  # chance is 1/10
+    loaded = load_checkpoint(tmp_path / "cnn.pt", expected_kind="char")
+    assert loaded.model_kwargs == {**arch_kwargs(arch, dataclasses.asdict(model)), "num_classes": 62}
+    assert loaded.extra["train"]["overfit_batches"] == 0
+    test = evaluate_char(tmp_path / "cnn.pt", data, device="cpu")
+    assert test.accuracy > 0.3 and len(test.y_true) == 10 * 20
+
+
+class _SeenBatches(pl.Callback):
+    """The labels of every train and val batch, by epoch: what overfit_batches must hold fixed."""
+
+    def __init__(self) -> None:
+        self.train: dict[int, list[list[int]]] = defaultdict(list)
+        self.val: dict[int, list[list[int]]] = defaultdict(list)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        self.train[trainer.current_epoch].append(batch[1].tolist())
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, *args) -> None:
+        self.val[trainer.current_epoch].append(batch[1].tolist())
+
+
+def _fit_seeing_batches(data: Path, model: ModelParams | LineModelParams, **trainer_args: object) -> _SeenBatches:
+    """Three epochs through training.py's data module and Lightning module, with a Trainer that records batches."""
+    run = train_params(batch_size=32, augment=False, accelerator="cpu")
+    kind = "line" if isinstance(model, LineModelParams) else "char"
+    datamodule = build_datamodule(data, model, run)
+    classes = len(datamodule.config()["mapping"])
+    network = MODEL_BUILDERS[kind](**network_kwargs(model, num_classes=classes))
+    seen = _SeenBatches()
+    trainer = pl.Trainer(
+        max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, callbacks=[seen],
+        **trainer_args,
+    )  # fmt: skip
+    trainer.fit(build_lightning_module(kind, network, run, num_classes=classes), datamodule=datamodule)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["char", "line"])
+def test_overfit_batches_trains_on_the_same_first_batches_every_epoch(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Lightning's overfit_batches turns shuffling off by swapping a torch DataLoader's sampler, which a
+    DeviceLoader does not have: the data modules stop shuffling themselves, and unshuffled loaders show Lightning
+    the SequentialSampler it looks for, so it neither warns nor leaves a shuffled loader running."""
+    data = request.getfixturevalue("emnist_h5" if kind == "char" else "lines_h5")
+    model = (
+        model_params(arch="mlp", fc1_dim=32, fc2_dim=16) if kind == "char" else line_model_params(width=8, fc_dim=16)
+    )
+    with h5py.File(data) as f:
+        first = {split: np.asarray(f[f"{split}/labels"][:64], dtype=np.int64).tolist() for split in ("train", "val")}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seen = _fit_seeing_batches(data, model, overfit_batches=2)
+    assert sorted(seen.train) == [0, 1, 2]
+    for epoch in range(3):  # the file's first two batches, in order, every epoch; validation on as many
+        assert [row for batch in seen.train[epoch] for row in batch] == first["train"]
+        assert len(seen.train[epoch]) == 2
+        assert [row for batch in seen.val[epoch] for row in batch] == first["val"]
+    assert not [str(w.message) for w in caught if "overfit" in str(w.message) or "shuffl" in str(w.message)]
+    control = _fit_seeing_batches(data, model, limit_train_batches=2)  # two batches an epoch, shuffled: they change
+    assert control.train[0] != control.train[1] != control.train[2]
+
+
+def test_overfit_batches_drives_the_training_loss_down(emnist_h5: Path, tmp_path: Path) -> None:
+    """The labs' sanity check through the stage's path: a network that cannot memorise two batches has a bug.
+    Set up as a memorisation test: no augmentation (the same pixels every epoch), no label smoothing or dropout
+    (they put a floor under the loss), a constant lr. Measured: the last epoch's loss is 0.016 of the first."""
+    model = model_params(arch="mlp", fc1_dim=128, fc2_dim=64, dropout=0.0)
+    run = train_params(
+        epochs=30, batch_size=64, lr=3e-3, schedule="constant", label_smoothing=0.0, augment=False, overfit_batches=2,
+        seed=0, accelerator="cpu",
+    )  # fmt: skip
+    train(emnist_h5, model, run, checkpoint_path=tmp_path / "cnn.pt", log_dir=tmp_path / "live")
+    losses = _read_tsv(tmp_path / "live/plots/metrics/train/loss.tsv")
+    print("overfit losses:", losses[0], losses[-1])
+    assert len(losses) == 30 and losses[-1] < 0.1 * losses[0]
+    extra = load_checkpoint(tmp_path / "cnn.pt").extra
+    assert extra["global_step"] == 30 * 2 and extra["train"]["overfit_batches"] == 2  # two steps an epoch
 
 
 def test_missing_data_fails_before_writing_anything(tmp_path: Path) -> None:

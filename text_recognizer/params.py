@@ -21,6 +21,7 @@ from pydantic import (
     AllowInfNan,
     ConfigDict,
     Field,
+    PlainValidator,
     Strict,
     StrictBool,
     StrictInt,
@@ -61,16 +62,34 @@ Displacement = Annotated[Float, Field(ge=0, le=GLYPH_SIZE / 4)]  # the elastic f
 Smoothing = Annotated[Float, Field(ge=1, le=GLYPH_SIZE)]  # below a pixel the field is noise, not a wobble
 Blend = Annotated[Float, Field(ge=0, le=1)]
 Urls = Annotated[tuple[StrictStr, ...], Field(min_length=1)]
+
+
+def _batches_or_share(value: Any) -> int | float:
+    """Lightning reads an int as a count of batches and a float as a share of them (1 is one batch, 1.0 all of
+    them), so the type is the meaning: one message for every wrong value, not one per member of a union."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and 0 < value < 1:  # nan fails both comparisons
+        return value
+    raise PydanticCustomError(
+        "batches_or_share",
+        "Input should be 0 (off), a number of batches (an int) or a share of them (a float in (0, 1))",
+    )
+
+
+BatchesOrShare = Annotated[int | float, PlainValidator(_batches_or_share)]
 MAX_SEED = 2**32 - 1  # NumPy's SeedSequence entropy and Lightning's seed_everything both take 0..2**32-1
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
 Source = Literal["nist", "synthetic", "handwriting"]
 LineHead = Literal["none", "lstm", "transformer"]  # LineCNN's context heads (models.line_cnn builds them)
+CharArch = Literal["resnet", "cnn", "mlp"]  # the character networks (models.char_archs builds them)
 Schedule = Literal["onecycle", "constant"]
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 Strategy = Literal["auto", "ddp", "ddp_spawn"]
 Decoder = Literal["greedy", "beam"]
 LINE_HEADS: tuple[str, ...] = typing.get_args(LineHead)
+CHAR_ARCHS: tuple[str, ...] = typing.get_args(CharArch)
 PRECISIONS, ACCELERATORS = typing.get_args(Precision), typing.get_args(Accelerator)
 
 
@@ -143,9 +162,17 @@ class EmnistLinesParams:
 
 @dataclass(frozen=True, config=SECTION)
 class ModelParams:
-    num_blocks: Positive
-    width: Positive
-    dropout: Fraction
+    """The character network: `arch` picks it (CHAR_ARCHS); each size key is read by one arch only, and the
+    checkpoint records the arch with the keys it read."""
+
+    arch: CharArch
+    num_blocks: Positive  # resnet: residual blocks
+    width: Positive  # resnet: channels of the first stage
+    dropout: Fraction  # every arch
+    conv_dim: Positive  # cnn: channels of both conv layers
+    fc_dim: Positive  # cnn: units of the hidden dense layer
+    fc1_dim: Positive  # mlp: units of the first hidden layer
+    fc2_dim: Positive  # mlp: units of the second hidden layer
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -195,6 +222,20 @@ class TrainParams:
     augment_elastic_sigma: Smoothing  # and its Gaussian smoothing in pixels (larger: broader, gentler bends),
     augment_stroke: Blend  # and the pen's width: the largest share of a 3x3 dilation (or erosion) blended in
     limit_train_batches: Annotated[Float, Field(gt=0, le=1)]  # fraction of an epoch
+    overfit_batches: BatchesOrShare  # Lightning's sanity check: train (and validate) on the same first batches
+
+    def _checks(self) -> list[tuple[str, bool, str]]:
+        """The (key, ok, message) checks across keys; a subclass adds its own, so all are reported at once."""
+        return [
+            ("limit_train_batches", self.overfit_batches == 0 or self.limit_train_batches == 1,
+             f"Input should be 1.0 with overfit_batches ({self.overfit_batches}), which sets the batches of an "
+             f"epoch itself (Lightning would ignore this), got {self.limit_train_batches}"),
+        ]  # fmt: skip
+
+    @model_validator(mode="after")
+    def _across_keys(self) -> TrainParams:
+        across_keys(*self._checks())
+        return self
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -210,8 +251,7 @@ class LineTrainParams(TrainParams):
     measured on it, so the warp may move ink only vertically, and slant, elastic field and stroke width
     together at most INK_MARGIN pixels sideways (line_geometry.ink_sideways_shift)."""
 
-    @model_validator(mode="after")
-    def _across_keys(self) -> LineTrainParams:
+    def _checks(self) -> list[tuple[str, bool, str]]:
         moved = ink_sideways_shift(GLYPH_SIZE, self.augment_slant, self.augment_elastic_alpha, self.augment_stroke)
         blamed = "augment_slant" if self.augment_slant else "augment_elastic_alpha"  # the first one to lower
         others = " and ".join(
@@ -219,15 +259,14 @@ class LineTrainParams(TrainParams):
             for key in ("augment_slant", "augment_elastic_alpha", "augment_stroke")
             if key != blamed
         )
-        across_keys(*(
+        return [*super()._checks(), *(
             (key, getattr(self, key) == 0,
              f"Input should be 0 (batches of lines are cropped to their ink: the warp may only move it "
              f"vertically), got {getattr(self, key)}")
             for key in ("augment_shift_x", "augment_scale_x", "augment_rotation")
         ), (blamed, moved <= INK_MARGIN,
             f"Input with {others} moves a line's ink up to {moved:.2f} px sideways, more than the {INK_MARGIN} px "
-            f"its CTC steps read past its ink (INK_MARGIN), got {getattr(self, blamed)}"))  # fmt: skip
-        return self
+            f"its CTC steps read past its ink (INK_MARGIN), got {getattr(self, blamed)}")]  # fmt: skip
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -40,7 +40,8 @@ from text_recognizer.lit_models.classifier import CharClassifier
 from text_recognizer.lit_models.line_recognizer import LineRecognizer
 from text_recognizer.lit_models.optim import AdamWSettings
 from text_recognizer.lit_models.progress import progress_callbacks
-from text_recognizer.models.checkpoint import MODEL_CLASSES, Kind, save_checkpoint
+from text_recognizer.models.char_archs import arch_kwargs
+from text_recognizer.models.checkpoint import MODEL_BUILDERS, Kind, save_checkpoint
 from text_recognizer.params import CharTrainParams, LineModelParams, ModelParams, ParamError, TrainParams
 from text_recognizer.processes import RankZeroOutputs
 
@@ -59,7 +60,7 @@ def train(
     log_dir: PathLike,
     resume_dir: PathLike | None = None,
 ) -> dict[str, float]:
-    """Fit the model that `model` describes for run.epochs (ModelParams: the ResNet character classifier on
+    """Fit the model that `model` describes for run.epochs (ModelParams: the character classifier of model.arch on
     emnist.h5; LineModelParams: the LineCNN with CTC on emnist_lines.h5); returns the final val metrics, the same
     on every rank: {"val/acc", "val/loss"} or {"val/cer", "val/line_acc", "val/loss"}.
 
@@ -71,11 +72,11 @@ def train(
     hardware = resolve_hardware(run, section=SECTIONS[kind])
     datamodule = build_datamodule(data_path, model, run)  # on the device; line batches cropped to their ink
     mapping = datamodule.config()["mapping"]
-    model_kwargs = {**dataclasses.asdict(model), "num_classes": len(mapping)}
+    model_kwargs = network_kwargs(model, num_classes=len(mapping))
     drawn = data_statistics(data_path, kind)  # what a reader must bring its input to: in the checkpoint
 
     pl.seed_everything(run.seed, workers=True)  # before the weights are drawn
-    network = prepare_network(MODEL_CLASSES[kind](**model_kwargs), hardware, compile=run.compile)
+    network = prepare_network(MODEL_BUILDERS[kind](**model_kwargs), hardware, compile=run.compile)
     lit = build_lightning_module(kind, network, run, num_classes=len(mapping))
 
     record = {"train": dataclasses.asdict(run), **dataclasses.asdict(hardware)}  # in the checkpoint, and resume's key
@@ -102,6 +103,15 @@ def train(
 
 
 # --- the pieces --------------------------------------------------------------------------------------
+
+
+def network_kwargs(model: ModelParams | LineModelParams, *, num_classes: int) -> dict[str, object]:
+    """What builds the network and what its checkpoint records: a line model's whole section; a character model's
+    arch and the keys that arch reads (the section holds every arch's sizes, the others mean nothing to it)."""
+    section = dataclasses.asdict(model)
+    if isinstance(model, ModelParams):
+        section = arch_kwargs(model.arch, section)
+    return {**section, "num_classes": num_classes}
 
 
 def build_datamodule(
@@ -148,6 +158,7 @@ def build_trainer(
         enable_checkpointing=False,  # the final weights are saved by train(), in our own format
         use_distributed_sampler=False,  # DeviceLoader shards by rank itself
         limit_train_batches=run.limit_train_batches,
+        overfit_batches=run.overfit_batches,  # the same first batches every epoch: the data modules stop shuffling
         deterministic=hardware.deterministic,
         enable_progress_bar=sys.stderr.isatty(),  # off a terminal: one EpochLog line per epoch instead
         num_sanity_val_steps=0,

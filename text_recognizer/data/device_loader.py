@@ -25,6 +25,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch.utils.data import SequentialSampler
 
 from text_recognizer.data.augmentation import Augmentation, augment_batch
 from text_recognizer.data.emnist import check_mapping
@@ -84,7 +85,10 @@ class DeviceLoader:
 
     The epoch advances by itself on every `iter()`; Lightning also calls `set_epoch` (it finds
     it through `.sampler`, as for a DistributedSampler), which keeps the order tied to the
-    trainer's epoch count.
+    trainer's epoch count. An unshuffled loader's `.sampler` is a SequentialSampler (`InOrder`):
+    Lightning's overfit_batches asks for one, and otherwise warns that it turns shuffling off,
+    which it cannot do here (it swaps the samplers of torch DataLoaders only); the data modules
+    below stop shuffling themselves under overfit_batches.
 
     widths: optional (N,) int, the columns each image needs (lines: see EmnistLinesDataModule).
     Each batch is then cut to the largest of its rows' widths, so no compute goes to the padding
@@ -143,9 +147,10 @@ class DeviceLoader:
         self.per_rank = images.shape[0] // world_size
 
     @property
-    def sampler(self) -> DeviceLoader:
-        """Lightning calls `sampler.set_epoch(epoch)` before each epoch; we are our own sampler."""
-        return self
+    def sampler(self) -> DeviceLoader | InOrder:
+        """Lightning calls `sampler.set_epoch(epoch)` before each epoch; we are our own sampler, an InOrder one
+        when unshuffled (what Lightning's checks for shuffling look for)."""
+        return self if self.shuffle else InOrder(self)
 
     @property
     def device(self) -> torch.device:
@@ -211,6 +216,18 @@ class DeviceLoader:
             if aug_generator is not None:
                 x = augment_batch(x, aug_generator, self.augment)
             yield (x, *(t[idx] for t in self.targets))
+
+
+class InOrder(SequentialSampler):
+    """An unshuffled DeviceLoader's sampler as Lightning's checks see it: sequential, with set_epoch passed on
+    to the loader (the augmentation's draws still follow the epoch). Iterating it gives this rank's indices."""
+
+    def __init__(self, loader: DeviceLoader) -> None:
+        super().__init__(range(loader.per_rank))
+        self.loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
 
 
 # --- data modules ------------------------------------------------------------------------------
@@ -286,6 +303,11 @@ class _DeviceDataModule(pl.LightningDataModule):
                     None if widths is None else place(widths, device),
                 )
 
+    def _overfitting(self) -> bool:
+        """Whether the trainer runs Lightning's overfit_batches check, which needs the same first batches every
+        epoch: Lightning turns shuffling off only in torch DataLoaders, so the data module does it here."""
+        return self.trainer is not None and self.trainer.overfit_batches > 0
+
     def _loader(self, split: str, *, train: bool) -> DeviceLoader:
         self.setup()
         images, targets, widths = self.splits[split]
@@ -294,7 +316,7 @@ class _DeviceDataModule(pl.LightningDataModule):
             images,
             targets,
             batch_size=self.batch_size,
-            shuffle=train,
+            shuffle=train and not self._overfitting(),
             seed=self.seed,
             drop_last=train and images.shape[0] // world_size > self.batch_size,  # BatchNorm needs > 1 sample
             rank=rank,

@@ -6,9 +6,10 @@ A checkpoint is a plain dict saved with torch.save and read back with `weights_o
     {"format": "text-recognizer/2", "kind": "char" | "line", "model_kwargs": {...},
      "mapping": [...], "state_dict": {...}, "extra": {...}}
 
-`kind` picks the network class (char -> ResNetClassifier, line -> LineCNN), `model_kwargs`
-its constructor arguments and `mapping` the meaning of each output class, so evaluate and
-predict need no params.yaml and cannot pair weights with the wrong architecture.
+`kind` picks the network (char -> char_archs.char_network, line -> LineCNN), `model_kwargs`
+its constructor arguments (a char network's include its `arch`: resnet, cnn or mlp) and `mapping`
+the meaning of each output class, so evaluate and predict need no params.yaml and cannot pair
+weights with the wrong architecture.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import os
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,16 +27,17 @@ import torch
 from torch import nn
 
 from text_recognizer.io import atomic_path
+from text_recognizer.models.char_archs import CHAR_NETWORKS, char_network
 from text_recognizer.models.line_cnn import LineCNN
-from text_recognizer.models.resnet import ResNetClassifier
 
 FORMAT = "text-recognizer/2"  # 2: ResNetClassifier with a stride-2 stem and a 4x4-grid head
 Kind = Literal["char", "line"]
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"char": ResNetClassifier, "line": LineCNN}
+MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {"char": char_network, "line": LineCNN}
 # Constructor arguments that a kind's checkpoints may lack because they were written before the argument
-# existed, and the value that rebuilds the network they hold (line checkpoints before the context heads).
-# The networks themselves have no defaults: training passes every value from params.yaml.
-WRITTEN_BEFORE: dict[str, dict[str, Any]] = {"line": {"head": "none"}}
+# existed, and the value that rebuilds the network they hold (line checkpoints before the context heads,
+# char checkpoints before model.arch). The networks themselves have no defaults: training passes every
+# value from params.yaml.
+WRITTEN_BEFORE: dict[str, dict[str, Any]] = {"line": {"head": "none"}, "char": {"arch": "resnet"}}
 _COMPILE_PREFIX = re.compile(r"(^|\.)_orig_mod\.")
 
 
@@ -62,10 +64,10 @@ def strip_compile_prefix(key: str) -> str:
 
 def build_model(kind: str, model_kwargs: Mapping[str, Any]) -> nn.Module:
     """The untrained network of a checkpoint kind."""
-    if kind not in MODEL_CLASSES:
-        raise CheckpointError(f"unknown checkpoint kind {kind!r}; expected one of {sorted(MODEL_CLASSES)}")
+    if kind not in MODEL_BUILDERS:
+        raise CheckpointError(f"unknown checkpoint kind {kind!r}; expected one of {sorted(MODEL_BUILDERS)}")
     try:
-        return MODEL_CLASSES[kind](**{**WRITTEN_BEFORE.get(kind, {}), **model_kwargs})
+        return MODEL_BUILDERS[kind](**{**WRITTEN_BEFORE.get(kind, {}), **model_kwargs})
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot build a {kind} model from {dict(model_kwargs)}: {exc}") from exc
 
@@ -94,8 +96,8 @@ def save_checkpoint(
     loads on any machine into a plain model. `model_kwargs` and `extra` must be JSON-like (that keeps
     the file loadable with `weights_only=True`).
     """
-    if kind not in MODEL_CLASSES:
-        raise ValueError(f"kind must be one of {sorted(MODEL_CLASSES)}, got {kind!r}")
+    if kind not in MODEL_BUILDERS:
+        raise ValueError(f"kind must be one of {sorted(MODEL_BUILDERS)}, got {kind!r}")
     _check_json("model_kwargs", model_kwargs)
     _check_json("extra", extra or {})
     _check_json("mapping", list(mapping))
@@ -127,7 +129,7 @@ def save_with_extra(source: str | os.PathLike[str], path: str | os.PathLike[str]
 
 
 def _num_outputs(model: nn.Module) -> int | None:
-    if isinstance(model, ResNetClassifier):
+    if isinstance(model, tuple(CHAR_NETWORKS.values())):
         return model.head.out_features
     if isinstance(model, LineCNN):
         return model.classifier.out_channels
