@@ -33,7 +33,7 @@ from text_recognizer.data.synthetic import render_glyphs, write_brown_corpus
 from text_recognizer.line_geometry import ink_extents, line_widths
 from text_recognizer.lit_models.ctc import ctc_loss
 from text_recognizer.metadata import LINE_TOKENS
-from text_recognizer.models.line_cnn import LineCNN
+from text_recognizer.models.line_archs import line_arch_kwargs, line_network
 from text_recognizer.params import load_section
 
 PARAMS_YAML = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -70,7 +70,7 @@ def time_steps(path: Path, args: argparse.Namespace) -> dict[bool, tuple[float, 
     for crop in (False, True):
         data = EmnistLinesDataModule(path, batch_size=args.batch_size, seed=0, augment=warp, crop=crop, **window)
         torch.manual_seed(0)
-        model = LineCNN(**vars(line_model)).train()
+        model = line_network(**line_arch_kwargs("ctc", vars(line_model))).train()  # CTC crops: the LineCNN
         optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.05)
         runs[crop] = (iter(data.train_dataloader()), model, optimizer, data.image_width)
     for step in range(3 + args.steps):

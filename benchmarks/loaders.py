@@ -30,7 +30,7 @@ from text_recognizer.data.synthetic import render_glyphs
 from text_recognizer.lit_models.optim import AdamWSettings, configure_adamw
 from text_recognizer.metadata import NUM_EMNIST_CLASSES
 from text_recognizer.models.char_archs import arch_kwargs, char_network
-from text_recognizer.models.line_cnn import LineCNN
+from text_recognizer.models.line_archs import line_arch_kwargs, line_network
 from text_recognizer.params import (
     CharTrainParams,
     EmnistLinesParams,
@@ -204,7 +204,8 @@ class Recipe:
         return prepare(char_network(**kwargs), device, compile)
 
     def linecnn(self, device: torch.device, compile: bool = False) -> nn.Module:
-        return prepare(LineCNN(**dataclasses.asdict(self.line_model)), device, compile)
+        kwargs = line_arch_kwargs("ctc", dataclasses.asdict(self.line_model))  # the LineCNN, whatever line_model.arch
+        return prepare(line_network(**kwargs), device, compile)
 
     def optimizer(self, model: nn.Module, run: TrainParams, total_steps: int | None = None) -> dict[str, Any]:
         """The project's AdamW; a constant lr unless total_steps is given (then run's own schedule)."""

@@ -8,6 +8,8 @@ language model at the (lm_weight, length_bonus) of params.yaml's grid that reads
 lines give the pick's figure (`line_cnn.test_cer`) beside greedy's and the best beam setting's. READER_CKPT
 is the line checkpoint again, recording how it was read here (the pick, the beam setting, the LM's
 sha256, val and test CERs): what `text-recognizer predict` reads with, so that it never consults params.yaml.
+A line_model.arch simple checkpoint has no CTC outputs for the grid: it is read by the argmax of each window
+(decoder_choice.read_per_window), and that is its pick and its greedy figure.
 
 PLOTS_DIR gets the Vega data (confusion.json, one row per test glyph) and PNGs a person opens as they are: the
 confusion normalised per true class, the most-confused pairs with their glyphs, the sample test lines, and for each

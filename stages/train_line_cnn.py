@@ -1,4 +1,5 @@
-"""Stage train_line_cnn: the LineCNN read with CTC on emnist_lines.h5.
+"""Stage train_line_cnn: the line network of line_model.arch on emnist_lines.h5, the LineCNN read with CTC or
+(simple) the lab's LineCNNSimple with cross-entropy per 28-px window.
 
 usage: python stages/train_line_cnn.py LINES_H5 CHECKPOINT METRICS_DIR [RESUME_DIR]
 

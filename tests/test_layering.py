@@ -82,11 +82,17 @@ PARAMS_KEYS = {f.name for cls in P.SECTIONS.values() for f in dataclasses.fields
 
 def _callables() -> list[Callable]:
     from text_recognizer.data.augmentation import augment_batch
-    from text_recognizer.data.device_loader import EmnistDataModule, EmnistLinesDataModule
+    from text_recognizer.data.device_loader import (
+        EmnistDataModule,
+        EmnistLinesDataModule,
+        EmnistLinesWindowsDataModule,
+    )
     from text_recognizer.lit_models.classifier import CharClassifier
     from text_recognizer.models.char_archs import arch_kwargs, char_network
     from text_recognizer.models.cnn import CNN
+    from text_recognizer.models.line_archs import line_arch_kwargs, line_network
     from text_recognizer.models.line_cnn import LineCNN
+    from text_recognizer.models.line_simple import LineCNNSimple
     from text_recognizer.models.mlp import MLP
     from text_recognizer.models.resnet import ResNetClassifier
 
@@ -95,8 +101,9 @@ def _callables() -> list[Callable]:
         for name, f in vars(line_geometry).items()
         if inspect.isfunction(f) and f.__module__ == line_geometry.__name__ and not name.startswith("_")
     ]
-    modules = [EmnistDataModule, EmnistLinesDataModule, CharClassifier]
-    networks = [LineCNN, ResNetClassifier, CNN, MLP, char_network, arch_kwargs]
+    modules = [EmnistDataModule, EmnistLinesDataModule, EmnistLinesWindowsDataModule, CharClassifier]
+    networks = [LineCNN, LineCNNSimple, ResNetClassifier, CNN, MLP, char_network, arch_kwargs]
+    networks += [line_network, line_arch_kwargs]
     return [*networks, *modules, augment_batch, *geometry]
 
 

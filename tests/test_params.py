@@ -194,7 +194,7 @@ def test_ctc_guard_counts_the_blanks_between_repeats():
 def test_ctc_guard_bound_and_steps_match_the_model():
     import torch
 
-    from text_recognizer.models.line_cnn import LineCNN
+    from text_recognizer.models.line_archs import line_arch_kwargs, line_network
 
     for max_length in (1, 2, 8, 32):
         for window_width in (16, 28, 40):
@@ -205,19 +205,76 @@ def test_ctc_guard_bound_and_steps_match_the_model():
     assert [P.ctc_steps_bound(n) for n in (1, 2, 32)] == [1, 3, 63]
     # the model gives a full line the steps the guard counts (the guard and the model share line_geometry)
     line_model = P.from_dict(P.LineModelParams, "line_model", with_yaml("line_model", width=4, fc_dim=8))
-    model = LineCNN(**vars(line_model)).eval()
+    model = line_network(**line_arch_kwargs(line_model.arch, vars(line_model))).eval()
     with torch.no_grad():
         steps = model(torch.rand(1, 1, 28, 28 * 4)).shape[-1]
     assert steps == P.line_output_steps(4, line_model.window_width, line_model.window_stride)
 
 
 def test_every_line_head_params_accept_builds():
-    from text_recognizer.models.line_cnn import LineCNN
+    from text_recognizer.models.line_archs import line_arch_kwargs, line_network
 
     assert P.LINE_HEADS == ("none", "lstm", "transformer")
     for head in P.LINE_HEADS:  # every head params accept builds, from the section as training passes it
         model = P.from_dict(P.LineModelParams, "line_model", with_yaml("line_model", head=head, width=4, fc_dim=8))
-        assert LineCNN(**vars(model)).head == head
+        assert line_network(**line_arch_kwargs(model.arch, vars(model))).head == head
+
+
+def test_every_line_arch_params_accept_builds_from_the_section():
+    from text_recognizer.models.line_archs import line_arch_kwargs, line_network
+
+    assert P.LINE_ARCHS == ("ctc", "simple") and YAML["line_model"]["arch"] == "ctc"  # the default
+    for arch in P.LINE_ARCHS:
+        model = P.from_dict(P.LineModelParams, "line_model", with_yaml("line_model", arch=arch, width=4, fc_dim=8))
+        kwargs = line_arch_kwargs(model.arch, vars(model))
+        assert type(line_network(**kwargs)).__name__ == {"ctc": "LineCNN", "simple": "LineCNNSimple"}[arch]
+    # simple reads the char CNN's sizes only: window_*, head mean nothing to it and are not recorded
+    assert line_arch_kwargs("simple", YAML["line_model"]) == {
+        "arch": "simple",
+        "width": 64,
+        "fc_dim": 256,
+        "dropout": 0.2,
+    }
+    with pytest.raises(P.ParamError, match=r"line_model\.arch: Input should be 'ctc' or 'simple', got 'lstm'"):
+        P.from_dict(P.LineModelParams, "line_model", with_yaml("line_model", arch="lstm"))
+
+
+def simple_fits(**lines) -> list[str]:
+    model = P.from_dict(P.LineModelParams, "line_model", with_yaml("line_model", arch="simple"))
+    drawn = P.from_dict(P.EmnistLinesParams, "emnist_lines", with_yaml("emnist_lines", **lines))
+    return P.check_line_model_fits_lines(model, drawn)
+
+
+def test_simple_line_model_needs_lines_without_overlap():
+    (message,) = simple_fits(min_overlap=0.0, max_overlap=0.33)
+    assert message == (
+        "line_model.arch=simple reads each character from its own 28-px window, so the lines must be drawn without "
+        "overlap, got emnist_lines.min_overlap=0.0 and emnist_lines.max_overlap=0.33: set both to 0 "
+        "(or use line_model.arch=ctc)"
+    )
+    (message,) = simple_fits(min_overlap=0.1, max_overlap=0.1)
+    assert "min_overlap=0.1 and emnist_lines.max_overlap=0.1" in message
+    assert simple_fits(min_overlap=0.0, max_overlap=0.0) == []
+    # no CTC guard for a model without CTC: stride 28 at max_length 32 would need 63 steps
+    assert simple_fits(max_overlap=0.0, max_length=32) == [] and len(fits(32, window_stride=28)) == 1
+
+
+def test_simple_with_overlap_is_reported_with_every_other_problem(tmp_path):
+    """The check across sections runs beside each section's own, and every stage stops on it before its work."""
+    bad = write_params(tmp_path, line_model={"arch": "simple"}, emnist_lines={"max_overlap": 0.25},
+                       train_line_cnn={"epochs": 0})  # fmt: skip
+    with pytest.raises(P.ParamError) as err:
+        P.load_params(bad)
+    epochs, overlap = err.value.problems
+    assert epochs.startswith("train_line_cnn.epochs: ") and overlap.startswith("line_model.arch=simple reads")
+    assert "emnist_lines.max_overlap=0.25: set both to 0" in overlap
+    write_params(tmp_path, line_model={"arch": "simple"}, emnist_lines={"max_overlap": 0.0})
+    assert P.load_params(bad)["line_model"]["arch"] == "simple"
+    write_params(tmp_path, line_model={"arch": "simple"}, emnist_lines={"max_overlap": 0.25})
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "emnist_lines.py"), "no.h5", "no.zip", "o.h5",
+                             "o.png", "o.txt"], cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 1 and "error: line_model.arch=simple reads each character" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
 def test_every_arch_params_accept_builds_from_the_section():

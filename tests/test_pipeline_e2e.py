@@ -186,6 +186,26 @@ def test_changing_the_line_head_reruns_line_training_and_evaluate_only(repo: Pip
     restore_baseline(repo)
 
 
+def test_the_labs_simple_line_model_is_an_experiment_evaluate_reads_per_window(repo: PipelineRepo):
+    """line_model.arch simple needs lines without overlap (refused before any work otherwise); with them it trains
+    through the same stage, and evaluate reports its argmax CER, computed as evaluate_lines computes it."""
+    from text_recognizer.reading.evaluation import evaluate_lines
+
+    refused = repo.dvc("exp", "run", "-S", "line_model.arch=simple", check=False)
+    assert refused.returncode != 0 and "error: line_model.arch=simple reads each character" in refused.stderr
+    restore_baseline(repo)
+    result = repo.dvc("exp", "run", "-n", "simple", "-S", "line_model.arch=simple", "-S", "emnist_lines.max_overlap=0")
+    assert ran_stages(result.stdout) == {"emnist_lines", "train_line_cnn", "evaluate"}, result.stdout
+    metrics = json.loads((repo.path / "metrics/evaluate.json").read_text())["line_cnn"]
+    assert metrics["decoder"] == "argmax" and metrics["beam"].startswith("not applicable")
+    models, lines_h5 = repo.path / "models", repo.path / "data/processed/emnist_lines.h5"
+    test = evaluate_lines(models / "line_cnn.pt", lines_h5, device="cpu")
+    assert metrics["test_cer"] == metrics["greedy"]["test_cer"] == pytest.approx(test.cer)
+    print(f"simple line model: test CER {test.cer:.4f}")
+    assert test.cer <= 1.0 - CER_MARGIN  # it learned something
+    restore_baseline(repo)
+
+
 def test_changing_num_blocks_reruns_train_cnn_and_evaluate(repo: PipelineRepo):
     result = repo.dvc("exp", "run", "-n", "four-blocks", "-S", "model.num_blocks=4")
     assert ran_stages(result.stdout) == {"train_cnn", "evaluate"}, result.stdout

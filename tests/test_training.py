@@ -30,7 +30,7 @@ from text_recognizer.metadata import (
 )
 from text_recognizer.models.char_archs import arch_kwargs
 from text_recognizer.models.checkpoint import MODEL_BUILDERS, load_checkpoint
-from text_recognizer.models.line_cnn import LineCNN
+from text_recognizer.models.line_archs import line_arch_kwargs, line_network
 from text_recognizer.params import LineModelParams, ModelParams, TrainParams, load_section
 from text_recognizer.reading.evaluation import evaluate_char
 from text_recognizer.training import (
@@ -242,7 +242,7 @@ def test_line_model_learns_to_read(lines_h5: Path, tmp_path: Path) -> None:
         return character_error_rate(preds, targets)
 
     torch.manual_seed(0)
-    untrained = cer_of(LineCNN(num_classes=len(LINE_TOKENS), **dataclasses.asdict(model)))
+    untrained = cer_of(line_network(num_classes=len(LINE_TOKENS), **line_arch_kwargs("ctc", dataclasses.asdict(model))))
     metrics = train(lines_h5, model, run, checkpoint_path=tmp_path / "line.pt", log_dir=tmp_path / "live")
     print("line metrics:", metrics, "untrained CER:", untrained)
     assert set(metrics) == {"val/cer", "val/line_acc", "val/loss"}
@@ -258,7 +258,7 @@ def test_line_model_with_a_context_head_learns_and_records_it(lines_h5: Path, tm
     with h5py.File(lines_h5) as f:
         x = torch.from_numpy(f["val/images"][:]).unsqueeze(1).float() / 255
     torch.manual_seed(0)
-    untrained = LineCNN(num_classes=len(LINE_TOKENS), **dataclasses.asdict(model)).eval()
+    untrained = line_network(num_classes=len(LINE_TOKENS), **line_arch_kwargs("ctc", dataclasses.asdict(model))).eval()
     cropped, steps = crop_lines(x, model.window_width, model.window_stride)
     with torch.no_grad():
         preds = [indices_to_text(row) for row in greedy_decode(untrained(cropped, steps), steps)]
@@ -334,7 +334,8 @@ def _fit_seeing_batches(data: Path, model: ModelParams | LineModelParams, **trai
         enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, callbacks=[seen],
         **trainer_args,
     )  # fmt: skip
-    trainer.fit(build_lightning_module(kind, network, run, num_classes=classes), datamodule=datamodule)
+    module = build_lightning_module(kind, network, run, num_classes=classes, arch=model.arch)
+    trainer.fit(module, datamodule=datamodule)
     return seen
 
 

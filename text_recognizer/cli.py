@@ -53,18 +53,27 @@ def _decoder_name(args: argparse.Namespace, reading: object) -> str:
 
 
 def _line_decoder(args: argparse.Namespace, loaded):  # (argparse, predict.LoadedModel) -> evaluation.LineDecoder
-    """greedy, or beam search with the language model, as the evaluate stage read with this checkpoint.
+    """greedy, or beam search with the language model, as the evaluate stage read with this checkpoint (a simple,
+    per-window checkpoint: the argmax of each window).
 
     The decoder, unless --decoder names one, is the evaluate stage's pick; the beam width, LM weight and
     length bonus come from the checkpoint's `reading` record (written by evaluate into models/line_reader.pt),
     and the LM must be the one evaluated (same sha256): never from a params.yaml.
     """
     from text_recognizer.data.download import file_digest
+    from text_recognizer.lit_models.windows import window_decode
     from text_recognizer.reading.decoder_choice import recorded_beam
     from text_recognizer.reading.evaluation import line_decoder
     from text_recognizer.reading.predict import PredictError
 
     reading = loaded.extra.get("reading")
+    if loaded.kind == "line" and loaded.arch == "simple":  # one class per window: no CTC output to search
+        if args.decoder == "beam":
+            raise PredictError(
+                f"{args.model} is a per-window line model (line_model.arch simple), read by the argmax of each "
+                "window: --decoder beam applies to CTC models only"
+            )
+        return window_decode
     if loaded.kind == "char" or _decoder_name(args, reading) == "greedy":
         return line_decoder("greedy")
     if not isinstance(reading, dict):
@@ -206,7 +215,8 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="line models: greedy, or beam search with the character language model (--lm), which helps on prose and "
         "can hurt on digits and rare words. Default: the one the evaluate stage picked on the val lines (the model's "
-        "record; greedy for a model without one). Beam width, LM weight and length bonus: the record's",
+        "record; greedy for a model without one). Beam width, LM weight and length bonus: the record's. A per-window "
+        "line model (line_model.arch simple) reads the argmax of each window: greedy means that, beam does not apply",
     )
     predict.add_argument(
         "--lm", type=Path, default=Path("models/char_lm.npz"), help="language model (default: models/char_lm.npz)"

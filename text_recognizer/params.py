@@ -82,6 +82,7 @@ MAX_SEED = 2**32 - 1  # NumPy's SeedSequence entropy and Lightning's seed_everyt
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
 Source = Literal["nist", "synthetic", "handwriting"]
 LineHead = Literal["none", "lstm", "transformer"]  # LineCNN's context heads (models.line_cnn builds them)
+LineArch = Literal["ctc", "simple"]  # the line networks (models.line_archs builds them)
 CharArch = Literal["resnet", "cnn", "mlp"]  # the character networks (models.char_archs builds them)
 Schedule = Literal["onecycle", "constant"]
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
@@ -89,6 +90,7 @@ Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 Strategy = Literal["auto", "ddp", "ddp_spawn"]
 Decoder = Literal["greedy", "beam"]
 LINE_HEADS: tuple[str, ...] = typing.get_args(LineHead)
+LINE_ARCHS: tuple[str, ...] = typing.get_args(LineArch)
 CHAR_ARCHS: tuple[str, ...] = typing.get_args(CharArch)
 PRECISIONS, ACCELERATORS = typing.get_args(Precision), typing.get_args(Accelerator)
 
@@ -177,12 +179,16 @@ class ModelParams:
 
 @dataclass(frozen=True, config=SECTION)
 class LineModelParams:
-    width: Positive
-    window_width: Even
-    window_stride: Even
+    """The line network: `arch` picks it (LINE_ARCHS): ctc reads every key, simple (the char CNN per 28-px window)
+    only width, fc_dim and dropout, and the checkpoint records the arch with the keys it read."""
+
+    arch: LineArch
+    width: Positive  # ctc: backbone channels; simple: channels of the CNN's conv layers
+    window_width: Even  # ctc only
+    window_stride: Even  # ctc only
     fc_dim: Positive
     dropout: Fraction
-    head: LineHead  # context over the window features (LINE_HEADS)
+    head: LineHead  # ctc only: context over the window features (LINE_HEADS)
 
     @model_validator(mode="after")
     def _across_keys(self) -> LineModelParams:
@@ -453,11 +459,14 @@ def load_section(name: str, path: str | os.PathLike[str] = "params.yaml", **over
 
 
 def check_line_model_fits_lines(model: LineModelParams, lines: EmnistLinesParams) -> list[str]:
-    """Messages (naming the keys and numbers) if some line could not be aligned by CTC, else [].
+    """Messages (naming the keys and numbers) if some line could not be read by the line model, else [].
 
-    CTC must emit a blank between two equal labels, so "aaaa" needs 7 steps, not 4; with
-    fewer the loss is infinite and zero_infinity would silently make it 0.
+    simple: one class per 28-px window, so the lines must be drawn without overlap (every character, a space
+    too, exactly one window). ctc: CTC must emit a blank between two equal labels, so "aaaa" needs 7 steps,
+    not 4; with fewer the loss is infinite and zero_infinity would silently make it 0.
     """
+    if model.arch == "simple":
+        return _check_simple_fits_lines(lines)
     length, width, stride = lines.max_length, model.window_width, model.window_stride
     line_px = GLYPH_SIZE * length
     if width > line_px:
@@ -479,4 +488,16 @@ def check_line_model_fits_lines(model: LineModelParams, lines: EmnistLinesParams
         f"T = ({GLYPH_SIZE}*{length} - {width})//{stride} + 1 = {steps} output steps, but a line of "
         f"emnist_lines.max_length={length} characters can need {need} for CTC ({length} characters + "
         f"{length - 1} blanks between equal neighbours, as in one letter repeated): {fix}"
+    ]
+
+
+def _check_simple_fits_lines(lines: EmnistLinesParams) -> list[str]:
+    """line_model.arch simple reads character i from pixels [28i, 28i + 28): any overlap moves glyphs off that grid
+    (min_overlap <= max_overlap, so max_overlap > 0 covers both)."""
+    if lines.max_overlap <= 0:
+        return []
+    return [
+        f"line_model.arch=simple reads each character from its own {GLYPH_SIZE}-px window, so the lines must be "
+        f"drawn without overlap, got emnist_lines.min_overlap={lines.min_overlap} and "
+        f"emnist_lines.max_overlap={lines.max_overlap}: set both to 0 (or use line_model.arch=ctc)"
     ]

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from text_recognizer.data.augmentation import augmentation
-from text_recognizer.data.device_loader import EmnistDataModule, EmnistLinesDataModule
+from text_recognizer.data.device_loader import EmnistDataModule, EmnistLinesDataModule, EmnistLinesWindowsDataModule
 from text_recognizer.data.emnist_lines import drawn_statistics, ink_measures
 from text_recognizer.lit_models.callbacks import (
     MetricsLog,
@@ -37,11 +37,12 @@ from text_recognizer.lit_models.callbacks import (
     fingerprint,
 )
 from text_recognizer.lit_models.classifier import CharClassifier
-from text_recognizer.lit_models.line_recognizer import LineRecognizer
+from text_recognizer.lit_models.line_recognizer import LineRecognizer, LineSimpleRecognizer
 from text_recognizer.lit_models.optim import AdamWSettings
 from text_recognizer.lit_models.progress import progress_callbacks
 from text_recognizer.models.char_archs import arch_kwargs
 from text_recognizer.models.checkpoint import MODEL_BUILDERS, Kind, save_checkpoint
+from text_recognizer.models.line_archs import line_arch_kwargs
 from text_recognizer.params import CharTrainParams, LineModelParams, ModelParams, ParamError, TrainParams
 from text_recognizer.processes import RankZeroOutputs
 
@@ -61,8 +62,9 @@ def train(
     resume_dir: PathLike | None = None,
 ) -> dict[str, float]:
     """Fit the model that `model` describes for run.epochs (ModelParams: the character classifier of model.arch on
-    emnist.h5; LineModelParams: the LineCNN with CTC on emnist_lines.h5); returns the final val metrics, the same
-    on every rank: {"val/acc", "val/loss"} or {"val/cer", "val/line_acc", "val/loss"}.
+    emnist.h5; LineModelParams: the line network of line_model.arch on emnist_lines.h5, the LineCNN with CTC or
+    the per-window LineCNNSimple with cross-entropy); returns the final val metrics, the same on every rank:
+    {"val/acc", "val/loss"}, {"val/cer", "val/line_acc", "val/loss"} or (simple) those and "val/char_acc".
 
     checkpoint_path and log_dir (dvclive's metrics.json and plots) are final outputs, written by
     global rank 0 only, after every rank has finished. With `resume_dir`, each epoch but the last
@@ -77,7 +79,7 @@ def train(
 
     pl.seed_everything(run.seed, workers=True)  # before the weights are drawn
     network = prepare_network(MODEL_BUILDERS[kind](**model_kwargs), hardware, compile=run.compile)
-    lit = build_lightning_module(kind, network, run, num_classes=len(mapping))
+    lit = build_lightning_module(kind, network, run, num_classes=len(mapping), arch=str(model_kwargs["arch"]))
 
     record = {"train": dataclasses.asdict(run), **dataclasses.asdict(hardware)}  # in the checkpoint, and resume's key
     with RankZeroOutputs(log_dir) as outputs:  # outputs.log_dir: a temporary folder on rank 0, else None
@@ -106,19 +108,24 @@ def train(
 
 
 def network_kwargs(model: ModelParams | LineModelParams, *, num_classes: int) -> dict[str, object]:
-    """What builds the network and what its checkpoint records: a line model's whole section; a character model's
-    arch and the keys that arch reads (the section holds every arch's sizes, the others mean nothing to it)."""
+    """What builds the network and what its checkpoint records: the arch and the keys that arch reads (a section
+    holds every arch's sizes, the others mean nothing to it)."""
     section = dataclasses.asdict(model)
     if isinstance(model, ModelParams):
-        section = arch_kwargs(model.arch, section)
-    return {**section, "num_classes": num_classes}
+        return {**arch_kwargs(model.arch, section), "num_classes": num_classes}
+    return {**line_arch_kwargs(model.arch, section), "num_classes": num_classes}
 
 
 def build_datamodule(
     data_path: PathLike, model: ModelParams | LineModelParams, run: TrainParams
 ) -> EmnistDataModule | EmnistLinesDataModule:
     """The data, on the device. Line batches are cropped to their widest line and carry per-line CTC
-    input lengths; setup refuses lines that get fewer steps than CTC needs."""
+    input lengths; setup refuses lines that get fewer steps than CTC needs. A simple line model's batches are cut
+    to their longest text, one 28-px window per character; setup refuses lines drawn off that grid."""
+    if isinstance(model, LineModelParams) and model.arch == "simple":
+        return EmnistLinesWindowsDataModule(
+            data_path, batch_size=run.batch_size, seed=run.seed, augment=augmentation(run)
+        )
     if isinstance(model, LineModelParams):
         return EmnistLinesDataModule(
             data_path,
@@ -131,8 +138,11 @@ def build_datamodule(
     return EmnistDataModule(data_path, batch_size=run.batch_size, seed=run.seed, augment=augmentation(run))
 
 
-def build_lightning_module(kind: Kind, network: nn.Module, run: TrainParams, *, num_classes: int) -> pl.LightningModule:
-    """The Lightning module that holds the loss, the optimiser and the metrics of a kind of model."""
+def build_lightning_module(
+    kind: Kind, network: nn.Module, run: TrainParams, *, num_classes: int, arch: str
+) -> pl.LightningModule:
+    """The Lightning module that holds the loss, the optimiser and the metrics of a kind of model (and of a line
+    model's arch: CTC, or cross-entropy per window for simple)."""
     if kind == "char":
         if not isinstance(run, CharTrainParams):
             raise TypeError(f"a char run needs train_cnn's CharTrainParams, got {type(run).__name__}")
@@ -140,6 +150,8 @@ def build_lightning_module(kind: Kind, network: nn.Module, run: TrainParams, *, 
         return CharClassifier(
             network, optimizer=adamw_settings(run), num_classes=num_classes, label_smoothing=smoothing
         )
+    if arch == "simple":
+        return LineSimpleRecognizer(network, optimizer=adamw_settings(run))
     return LineRecognizer(network, optimizer=adamw_settings(run))
 
 

@@ -417,3 +417,51 @@ class EmnistLinesDataModule(_DeviceDataModule):
             "output_dims": (self.max_length,),
             "mapping": self.mapping,
         }
+
+
+class EmnistLinesWindowsDataModule(EmnistLinesDataModule):
+    """emnist_lines.h5 read one 28-px window per character (line_model.arch simple): batches (x, labels, lengths).
+
+    Each line's own width is GLYPH_SIZE * its length, its characters' windows exactly, so a batch is cut to its
+    longest text and holds max(lengths) windows; a per-window model reads every window the same with or without
+    the cut. At setup the lines are checked to sit on that grid: a file drawn with overlap (its `max_overlap`
+    attribute), or glyphs away from x = 28 * k (`glyph_x`), is a ValueError naming the fix, not a silent misreading.
+    """
+
+    def __init__(
+        self, h5_path: str | os.PathLike[str], *, batch_size: int, seed: int, augment: Augmentation | None
+    ) -> None:
+        super().__init__(
+            h5_path,
+            batch_size=batch_size,
+            seed=seed,
+            augment=augment,
+            window_width=GLYPH_SIZE,
+            window_stride=GLYPH_SIZE,
+        )
+
+    def _read_split(
+        self, split: str, group: h5py.Group
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        images, (labels, lengths), _ = _DeviceDataModule._read_split(self, split, group)
+        self._check_grid(split, group, lengths)
+        widths = (lengths.clamp(min=1) * GLYPH_SIZE).clamp(max=self.image_width)  # (M,)
+        return images, (labels, lengths), widths
+
+    def _check_grid(self, split: str, group: h5py.Group, lengths: torch.Tensor) -> None:
+        overlap = float(group.file.attrs.get("max_overlap", 0.0))
+        fix = (
+            "draw the lines with emnist_lines.min_overlap=0 and emnist_lines.max_overlap=0, or use line_model.arch=ctc"
+        )
+        if overlap > 0:
+            raise ValueError(f"{self.h5_path} was drawn with max_overlap={overlap}, but one window per character needs "
+                             f"lines without overlap: {fix}")  # fmt: skip
+        if "glyph_x" not in group:  # a file written without offsets (tests'): its attributes are all there is
+            return
+        x = torch.from_numpy(np.asarray(group["glyph_x"], dtype=np.int64))  # (M, max_length)
+        grid = torch.arange(x.shape[1]) * GLYPH_SIZE  # (max_length,)
+        off = ((x != grid) & (torch.arange(x.shape[1]) < lengths[:, None])).any(dim=1).nonzero().flatten()
+        if off.numel():
+            i = int(off[0])
+            raise ValueError(f"{off.numel()} {split} lines of {self.h5_path} have glyphs off the {GLYPH_SIZE}-px "
+                             f"grid, e.g. line {i} at x = {x[i, : int(lengths[i])].tolist()}: {fix}")  # fmt: skip

@@ -6,8 +6,9 @@ A checkpoint is a plain dict saved with torch.save and read back with `weights_o
     {"format": "text-recognizer/2", "kind": "char" | "line", "model_kwargs": {...},
      "mapping": [...], "state_dict": {...}, "extra": {...}}
 
-`kind` picks the network (char -> char_archs.char_network, line -> LineCNN), `model_kwargs`
-its constructor arguments (a char network's include its `arch`: resnet, cnn or mlp) and `mapping`
+`kind` picks the network (char -> char_archs.char_network, line -> line_archs.line_network), `model_kwargs`
+its constructor arguments (both include their `arch`: a char network's resnet, cnn or mlp, a line network's
+ctc (LineCNN) or simple (LineCNNSimple)) and `mapping`
 the meaning of each output class, so evaluate and predict need no params.yaml and cannot pair
 weights with the wrong architecture.
 """
@@ -28,16 +29,19 @@ from torch import nn
 
 from text_recognizer.io import atomic_path
 from text_recognizer.models.char_archs import CHAR_NETWORKS, char_network
+from text_recognizer.models.line_archs import line_network
 from text_recognizer.models.line_cnn import LineCNN
+from text_recognizer.models.line_simple import LineCNNSimple
 
 FORMAT = "text-recognizer/2"  # 2: ResNetClassifier with a stride-2 stem and a 4x4-grid head
 Kind = Literal["char", "line"]
-MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {"char": char_network, "line": LineCNN}
+MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {"char": char_network, "line": line_network}
 # Constructor arguments that a kind's checkpoints may lack because they were written before the argument
-# existed, and the value that rebuilds the network they hold (line checkpoints before the context heads,
-# char checkpoints before model.arch). The networks themselves have no defaults: training passes every
-# value from params.yaml.
-WRITTEN_BEFORE: dict[str, dict[str, Any]] = {"line": {"head": "none"}, "char": {"arch": "resnet"}}
+# existed, and the value that rebuilds the network they hold (line checkpoints before the context heads or
+# line_model.arch, char checkpoints before model.arch). Only a checkpoint without `arch` is that old: one that
+# records its arch records every key its arch reads (a simple line model has no head). The networks themselves
+# have no defaults: training passes every value from params.yaml.
+WRITTEN_BEFORE: dict[str, dict[str, Any]] = {"line": {"arch": "ctc", "head": "none"}, "char": {"arch": "resnet"}}
 _COMPILE_PREFIX = re.compile(r"(^|\.)_orig_mod\.")
 
 
@@ -56,10 +60,22 @@ class LoadedModel:
     extra: dict[str, Any]
     path: Path
 
+    @property
+    def arch(self) -> str:
+        """The network's arch (char: resnet, cnn or mlp; line: ctc or simple), also for checkpoints older than it."""
+        return str(with_written_before(self.kind, self.model_kwargs)["arch"])
+
 
 def strip_compile_prefix(key: str) -> str:
     """'_orig_mod.stem.0.weight' (torch.compile's wrapper) -> 'stem.0.weight', at any nesting depth."""
     return _COMPILE_PREFIX.sub(lambda m: m.group(1), key)
+
+
+def with_written_before(kind: str, model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """`model_kwargs` with WRITTEN_BEFORE's values for a checkpoint that records no arch (see there)."""
+    if "arch" in model_kwargs:
+        return dict(model_kwargs)
+    return {**WRITTEN_BEFORE.get(kind, {}), **model_kwargs}
 
 
 def build_model(kind: str, model_kwargs: Mapping[str, Any]) -> nn.Module:
@@ -67,7 +83,7 @@ def build_model(kind: str, model_kwargs: Mapping[str, Any]) -> nn.Module:
     if kind not in MODEL_BUILDERS:
         raise CheckpointError(f"unknown checkpoint kind {kind!r}; expected one of {sorted(MODEL_BUILDERS)}")
     try:
-        return MODEL_BUILDERS[kind](**{**WRITTEN_BEFORE.get(kind, {}), **model_kwargs})
+        return MODEL_BUILDERS[kind](**with_written_before(kind, model_kwargs))
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot build a {kind} model from {dict(model_kwargs)}: {exc}") from exc
 
@@ -133,6 +149,8 @@ def _num_outputs(model: nn.Module) -> int | None:
         return model.head.out_features
     if isinstance(model, LineCNN):
         return model.classifier.out_channels
+    if isinstance(model, LineCNNSimple):
+        return model.char.head.out_features
     return None
 
 

@@ -8,6 +8,9 @@ which offsets the LM's cost per character; with no bonus every LM weight also pe
 So the stage reads the val lines with greedy and with beam search at every (lm_weight,
 length_bonus) of params.yaml, picks the lowest val CER, and reads the test lines only with the
 pick (its figure is the headline) and, for comparison, greedy and the best beam setting.
+
+A per-window line model (line_model.arch simple) has no CTC outputs to search: it is read by the argmax of each
+window (its greedy reading), on the val and the test lines alike, and no beam figure is reported (WindowReading).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import torch
 
 from text_recognizer.errors import InputError
+from text_recognizer.models.checkpoint import load_checkpoint
 from text_recognizer.params import EvaluateParams
 from text_recognizer.reading.char_lm import CharLM
 from text_recognizer.reading.evaluation import LineDecoder, LineEvaluation, evaluate_lines, line_decoder
@@ -114,6 +118,64 @@ class DecoderChoice:
         }
 
 
+WINDOW_ARGMAX = "argmax"  # the decoder of a per-window model, as metrics and the reader's record name it
+NO_BEAM = "not applicable: line_model.arch simple reads one class per window, there is no CTC output to search"
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowReading:
+    """How a per-window (simple) line model was read: argmax per window, the only decoder it has, on val and test.
+
+    Its metrics and record have DecoderChoice's shape where they can (`decoder`, the figures, `greedy`: the argmax
+    is the greedy reading of per-window outputs), so the stage, the plots and predict treat both alike; `beam` says
+    why there is no beam figure instead of holding one.
+    """
+
+    val_cer: float
+    test: LineEvaluation
+
+    def _figures(self) -> dict[str, float]:
+        test = self.test.by_decoder[WINDOW_ARGMAX]
+        return {"val_cer": self.val_cer, "test_cer": test["cer"], "test_line_acc": test["line_acc"]}
+
+    def metrics(self) -> dict[str, Any]:
+        """metrics/evaluate.json's `line_cnn` for a simple model."""
+        return {"decoder": WINDOW_ARGMAX, **self._figures(), "greedy": self._figures(), "beam": NO_BEAM}
+
+    def record(self, lm_sha256: str) -> dict[str, Any]:
+        """The reader checkpoint's `reading`: argmax, and its CERs; no LM is read (`lm_sha256` is not recorded)."""
+        return {
+            "decoder": WINDOW_ARGMAX,
+            "val_cer": {WINDOW_ARGMAX: self.val_cer},
+            "test_cer": {WINDOW_ARGMAX: self.test.by_decoder[WINDOW_ARGMAX]["cer"]},
+        }
+
+
+def _val_lines(
+    checkpoint_path: str | os.PathLike[str], lines_h5: str | os.PathLike[str], **kwargs: Any
+) -> LineEvaluation:
+    """evaluate_lines on the val lines, an empty split named by the key that sets it."""
+    try:
+        return evaluate_lines(checkpoint_path, lines_h5, split="val", num_samples=0, **kwargs)
+    except InputError as exc:
+        raise InputError(f"{exc} (evaluate picks the decoder on the val lines: emnist_lines.num_val)") from exc
+
+
+def read_per_window(
+    checkpoint_path: str | os.PathLike[str],
+    lines_h5: str | os.PathLike[str],
+    params: EvaluateParams,
+    *,
+    device: str | torch.device | None = None,
+) -> WindowReading:
+    """A simple line model's val and test CER, read by argmax per window (evaluate_lines' default for it)."""
+    val = _val_lines(checkpoint_path, lines_h5, batch_size=params.batch_size, device=device)
+    test = evaluate_lines(
+        checkpoint_path, lines_h5, batch_size=params.batch_size, num_samples=params.num_sample_lines, device=device
+    )
+    return WindowReading(val_cer=val.by_decoder[WINDOW_ARGMAX]["cer"], test=test)
+
+
 def choose_decoder(
     checkpoint_path: str | os.PathLike[str],
     lines_h5: str | os.PathLike[str],
@@ -121,20 +183,17 @@ def choose_decoder(
     params: EvaluateParams,
     *,
     device: str | torch.device | None = None,
-) -> DecoderChoice:
-    """Pick the decoder on the `val` lines and read the `test` lines with it (see the module's docstring).
+) -> DecoderChoice | WindowReading:
+    """Pick the decoder on the `val` lines and read the `test` lines with it (see the module's docstring); a simple
+    line model is read per window instead (read_per_window), since the grid's decoders are CTC's.
 
     The network runs once per batch of val lines and every setting decodes the same logits.
     """
+    if load_checkpoint(checkpoint_path, expected_kind="line", needed_by="evaluate").arch == "simple":
+        return read_per_window(checkpoint_path, lines_h5, params, device=device)
     grid = decoder_grid(params.lm_weights, params.length_bonuses)
     readers = {s.name: s.reader(params.beam_width, lm) for s in grid}
-    try:
-        val = evaluate_lines(
-            checkpoint_path, lines_h5, split="val", decoders=readers, batch_size=params.batch_size,
-            num_samples=0, device=device,
-        )  # fmt: skip
-    except InputError as exc:
-        raise InputError(f"{exc} (evaluate picks the decoder on the val lines: emnist_lines.num_val)") from exc
+    val = _val_lines(checkpoint_path, lines_h5, decoders=readers, batch_size=params.batch_size, device=device)
     val_cer = {s: val.by_decoder[s.name]["cer"] for s in grid}
     picked, best_beam = pick(val_cer, params.decoders), pick(val_cer, ("beam",))
     shown = dict.fromkeys([picked, GREEDY, best_beam])  # the pick first, each once

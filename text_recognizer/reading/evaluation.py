@@ -27,6 +27,7 @@ from text_recognizer.lit_models.ctc import (
     labels_to_texts,
     line_accuracy,
 )
+from text_recognizer.lit_models.windows import window_decode
 from text_recognizer.models.checkpoint import LoadedModel, load_checkpoint
 from text_recognizer.reading.char_lm import CharLM
 from text_recognizer.reading.decoding import beam_decode
@@ -172,13 +173,36 @@ def line_decoder(
     raise ValueError(f"decoder must be greedy or beam, got {decoder!r}")
 
 
+def reading_decoder(loaded: LoadedModel, decode: LineDecoder | None = None) -> LineDecoder:
+    """The decoder a line checkpoint is read with: `decode` (None: greedy) for a CTC model; for a simple one the
+    argmax per window (window_decode), which is its greedy reading, so greedy_decode stands for it too.
+
+    ValueError for a decoder that does not fit the model: beam search (CTC) on per-window outputs, or
+    window_decode on CTC steps.
+    """
+    if loaded.arch == "simple":
+        if decode not in (None, greedy_decode, window_decode):
+            raise ValueError(
+                f"{loaded.path} is a per-window line model (line_model.arch simple), read by the argmax of each "
+                "window: beam search applies to CTC models only"
+            )
+        return window_decode
+    if decode is window_decode:
+        raise ValueError(f"{loaded.path} is a CTC line model: read it with greedy or beam, not per window")
+    return greedy_decode if decode is None else decode
+
+
 def line_logits(loaded: LoadedModel, images: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (B, C, T), input lengths (B,)) of a batch of lines, cut to what its lines need.
 
     The model is trained on batches cropped to their widest line (DeviceLoader), so it reads
-    each line up to its own length, never the long blank tail of a full-width image.
+    each line up to its own length, never the long blank tail of a full-width image. A simple (per-window) model
+    reads the whole image: its windows do not see each other, and the empty ones past the text read as padding.
     """
     model = loaded.model
+    if loaded.arch == "simple":
+        logits = model(to_model_input(images, device))  # (B, C, L)
+        return logits, torch.full((len(images),), logits.shape[2], dtype=torch.long, device=logits.device)
     x, lengths = crop_lines(to_model_input(images, device), model.window_width, model.window_stride)
     return model(x, lengths), lengths
 
@@ -196,14 +220,15 @@ def evaluate_lines(
     """Corpus CER and exact-line accuracy of a line checkpoint on one split of emnist_lines.h5 (`test`; the
     evaluate stage picks its decoder on `val`).
 
-    The network runs once per batch and every decoder in `decoders` (default: greedy) reads the
-    same logits; `cer`, `line_accuracy` and the samples are the first decoder's, `by_decoder`
-    has them all. Targets are the label rows cut at `{split}/lengths`, so padding is never scored.
-    `samples` holds the first `num_samples` lines with their true and predicted texts.
+    The network runs once per batch and every decoder in `decoders` (default: greedy; for a simple checkpoint
+    `{"argmax": window_decode}`) reads the same logits; `cer`, `line_accuracy` and the samples are the first
+    decoder's, `by_decoder` has them all. Targets are the label rows cut at `{split}/lengths`, so padding is never
+    scored. `samples` holds the first `num_samples` lines with their true and predicted texts.
     """
-    decoders = decoders or {"greedy": greedy_decode}
     dev = default_device(device)
     loaded = load_checkpoint(checkpoint_path, map_location=dev, expected_kind="line", needed_by="evaluate_lines")
+    default = "argmax" if loaded.arch == "simple" else "greedy"
+    decoders = {name: reading_decoder(loaded, d) for name, d in (decoders or {default: None}).items()}
     data = _open_split(lines_h5, loaded, ("images", "labels", "lengths"), split)
     images = data["images"]
     if len(images) == 0:

@@ -28,11 +28,17 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from text_recognizer.lit_models.ctc import greedy_decode, indices_to_text
+from text_recognizer.lit_models.ctc import indices_to_text
 from text_recognizer.metadata import GLYPH_SIZE
 from text_recognizer.models.checkpoint import CheckpointError, Kind, LoadedModel, load_checkpoint
 from text_recognizer.reading import normalize
-from text_recognizer.reading.evaluation import LineDecoder, default_device, line_logits, to_model_input
+from text_recognizer.reading.evaluation import (
+    LineDecoder,
+    default_device,
+    line_logits,
+    reading_decoder,
+    to_model_input,
+)
 from text_recognizer.reading.normalize import GLYPH_BOX, BlankImageError
 
 __all__ = [
@@ -366,7 +372,8 @@ def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> lis
     with torch.inference_mode():
         logits = loaded.model(to_model_input(batch, _device_of(loaded))).float()
     confidence = logits.log_softmax(dim=1).max(dim=1).values.cpu().numpy()  # (options, T)
-    texts = [indices_to_text(row, loaded.mapping).strip() for row in greedy_decode(logits)]
+    steps = torch.full((len(images),), logits.shape[2], dtype=torch.long, device=logits.device)
+    texts = [indices_to_text(row, loaded.mapping).strip() for row in reading_decoder(loaded)(logits, steps)]
     best: dict[int, tuple[float, list[normalize.Glyph]]] = {}
     for (k, option), image, conf, text in zip(flat, images, confidence, texts, strict=True):
         score = float(conf[: loaded.model.output_length(image.shape[1])].min())
@@ -405,12 +412,13 @@ def read_array(
     *,
     layout: str = "glyphs",
     check_kind: bool = True,
-    decode: LineDecoder = greedy_decode,
+    decode: LineDecoder | None = None,
 ) -> Reading:
     """Read a (H, W) grayscale image (uint8, either polarity) with a loaded checkpoint.
 
     A char checkpoint gives one character and its top 5 classes (`layout` does not apply); a line
-    checkpoint the CTC decode (`decode`: greedy, or evaluation.line_decoder's beam search) of the
+    checkpoint the CTC decode (`decode`: greedy by default, or evaluation.line_decoder's beam search; a simple
+    checkpoint's argmax per window, evaluation.reading_decoder) of the
     glyph layout (or, with layout="line", of the whole line scaled to height 28). `model_input` is
     the image the model saw. With `check_kind`, a single character given to the line model or a
     line given to the character model is a PredictError saying which model to use, not a guess.
@@ -423,8 +431,12 @@ def read_array(
     image = model_input_for(gray, loaded, layout=layout, check_kind=check_kind)
     with torch.inference_mode():
         if loaded.kind == "line":  # read up to the ink, as evaluate reads test lines and training crops them
+            try:
+                read = reading_decoder(loaded, decode)
+            except ValueError as exc:
+                raise PredictError(str(exc)) from exc
             logits, steps = line_logits(loaded, image[None], _device_of(loaded))  # (1, C, T), (1,)
-            text = indices_to_text(decode(logits, steps)[0], loaded.mapping)
+            text = indices_to_text(read(logits, steps)[0], loaded.mapping)
             return Reading(text=text, model_input=image, top_classes=[], kind=loaded.kind)
         logits = loaded.model(to_model_input(image[None], _device_of(loaded)))  # (1, num_classes)
     probs = torch.softmax(logits[0].float(), dim=0).cpu()
