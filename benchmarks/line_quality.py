@@ -63,9 +63,10 @@ def make_data(workdir: Path, params: dict[str, Any]) -> Path:
     if not (data / "processed" / "emnist_lines.h5").is_file():
         stage(workdir, "download_emnist", "data/raw/emnist", params=params)
         stage(workdir, "download_brown", "data/raw/brown.zip", params=params)
-        stage(workdir, "emnist_hdf5", "data/raw/emnist", "data/processed/emnist.h5", params=params)
+        processed = ["data/processed/emnist.h5", "data/processed/emnist_byclass.h5"]
+        stage(workdir, "emnist_hdf5", "data/raw/emnist", *processed, params=params)
         outs = ["data/processed/emnist_lines.h5", "samples.png", "data/processed/train_text.txt"]
-        stage(workdir, "emnist_lines", "data/processed/emnist.h5", "data/raw/brown.zip", *outs, params=params)
+        stage(workdir, "emnist_lines", processed[1], "data/raw/brown.zip", *outs, params=params)
     return data / "processed"
 
 

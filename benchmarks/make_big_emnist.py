@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from text_recognizer.data.emnist import build_emnist_hdf5, official_paths
+from text_recognizer.data.emnist import build_emnist_hdf5, mapping_path, official_paths
 from text_recognizer.data.idx import idx_bytes, upright_to_emnist
 from text_recognizer.data.synthetic import render_glyphs
-from text_recognizer.metadata import GLYPH_SIZE, NUM_EMNIST_CLASSES
+from text_recognizer.metadata import GLYPH_SIZE, NUM_EMNIST_CLASSES, official_mapping_text
 from text_recognizer.params import EmnistHdf5Params, from_dict, load_params
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,11 +51,13 @@ def build(out: Path, train: int = BYCLASS_TRAIN, test: int = BYCLASS_TEST, pool:
     with tempfile.TemporaryDirectory(prefix="big_emnist_") as raw:
         for split, n in (("train", train), ("test", test)):
             images, labels = shifted_samples(glyphs, pool, n, rng)
-            images_path, labels_path = official_paths(raw)[split]
+            images_path, labels_path = official_paths(raw, "byclass")[split]
             images_path.write_bytes(idx_bytes(upright_to_emnist(images)))  # plain IDX: read_idx takes it as is
             labels_path.write_bytes(idx_bytes(labels))
             del images
-        return build_emnist_hdf5(raw, out, val_fraction=params.val_fraction, balance=False, seed=params.seed)
+        mapping_path(raw, "byclass").write_text(official_mapping_text("byclass"))
+        settings = {"val_fraction": params.val_fraction, "seed": params.seed}
+        return build_emnist_hdf5(raw, out, emnist_split="byclass", balance=False, **settings)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Stage download_emnist: the four EMNIST ByClass files, verified, into OUT_DIR.
+"""Stage download_emnist: every EMNIST split's files and mappings, the pinned ones verified, into OUT_DIR.
 
 source nist: NIST's archive; synthetic: generated glyphs; handwriting: generated plus real handwriting.
 

@@ -49,7 +49,6 @@ def main(argv: list[str]) -> None:
     for run_dir in train_dirs:
         require_file(run_dir, made_by=Path(run_dir).name)  # the train stage of the same name writes it
 
-    from text_recognizer.metadata import EMNIST_CLASSES
     from text_recognizer.models.checkpoint import save_with_extra
     from text_recognizer.reading.char_lm import CharLM
     from text_recognizer.reading.decoder_choice import choose_decoder
@@ -60,7 +59,7 @@ def main(argv: list[str]) -> None:
     with atomic_path(plots_dir, replace_dir=True) as tmp:  # dvc.yaml: evaluate's own plots folder
         tmp.mkdir()
         confusion = [
-            {"actual": EMNIST_CLASSES[t], "predicted": EMNIST_CLASSES[p]}
+            {"actual": chars.mapping[t], "predicted": chars.mapping[p]}  # the classes of emnist_hdf5.split
             for t, p in zip(chars.y_true.tolist(), chars.y_pred.tolist(), strict=True)
         ]
         write_json(tmp / "confusion.json", confusion)
@@ -69,7 +68,7 @@ def main(argv: list[str]) -> None:
     metrics = {
         "cnn": {
             "test_acc": chars.accuracy,
-            "per_class_acc": per_class_summary(chars.per_class_accuracy, EMNIST_CLASSES),
+            "per_class_acc": per_class_summary(chars.per_class_accuracy, chars.mapping),
         },
         "line_cnn": choice.metrics(),
     }

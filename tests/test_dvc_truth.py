@@ -108,6 +108,26 @@ def test_the_train_stages_depend_on_their_whole_sections():
     assert "text_recognizer/models" in PIPELINE["evaluate"]["deps"]  # which rebuilds any of them
 
 
+def _stage_outs(stage: str) -> list[str]:
+    return [o if isinstance(o, str) else next(iter(o)) for o in PIPELINE[stage]["outs"]]
+
+
+def test_the_emnist_split_reaches_the_char_model_only():
+    """`-S emnist_hdf5.split=letters` reruns emnist_hdf5, train_cnn and evaluate: never the download (it keeps every
+    split) nor emnist_lines, which reads the ByClass file that emnist_hdf5 writes the same for every split."""
+    assert PIPELINE["emnist_hdf5"]["params"] == ["emnist_hdf5"]
+    assert {"data/processed/emnist.h5", "data/processed/emnist_byclass.h5"} <= set(_stage_outs("emnist_hdf5"))
+    for stage in ("download_emnist", "download_brown", "emnist_lines", "char_lm", "train_line_cnn"):
+        params = PIPELINE[stage].get("params", [])
+        assert not any(p == "emnist_hdf5" or str(p).startswith("emnist_hdf5.") for p in params), (stage, params)
+    lines = PIPELINE["emnist_lines"]
+    assert "data/processed/emnist_byclass.h5" in lines["deps"] and "data/processed/emnist.h5" not in lines["deps"]
+    assert lines["cmd"].split()[2] == "data/processed/emnist_byclass.h5"
+    for stage in ("train_cnn", "evaluate"):  # the char model's split
+        assert "data/processed/emnist.h5" in PIPELINE[stage]["deps"]
+        assert "data/processed/emnist_byclass.h5" not in PIPELINE[stage]["deps"]
+
+
 def test_the_closure_follows_lazy_and_transitive_imports():
     closure = {str(p.relative_to(ROOT)) for p in import_closure(ROOT / "stages" / "train_cnn.py")}
     assert "stages/common.py" in closure  # `from common import ...`

@@ -25,11 +25,12 @@ from text_recognizer.data.download import file_digest
 from text_recognizer.data.sources import (
     EMNIST_SHA256_KEYS,
     emnist_member_hashes,
+    pinned_member,
     synthesize_brown,
     synthesize_emnist,
 )
 from text_recognizer.data.synthetic import write_brown_corpus, write_emnist_archive
-from text_recognizer.metadata import EMNIST_MEMBERS, NUM_EMNIST_CLASSES
+from text_recognizer.metadata import ALL_EMNIST_MEMBERS, EMNIST_MEMBERS, EMNIST_SPLITS, NUM_EMNIST_CLASSES
 
 try:
     from tests.http_server import LoopbackServer
@@ -53,7 +54,11 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         seed=DATA["synthetic_seed"],
         pen_share=DATA["synthetic_pen_share"],
     )
-    by_key = {key: digests["sha256"][PurePosixPath(member).name] for key, member in EMNIST_SHA256_KEYS.items()}
+    pinned = yaml.safe_load((ROOT / "params.yaml").read_text())["download_emnist"]["sha256"]  # the same splits
+    by_key = {
+        split: {key: digests["sha256"][PurePosixPath(pinned_member(split, key)).name] for key in EMNIST_SHA256_KEYS}
+        for split in pinned
+    }
     return {
         "emnist": folder / "gzip.zip",
         "md5": digests["md5"],
@@ -168,7 +173,7 @@ def test_repro_on_nist_source_matches_synthetic_source(archives, synthetic_outpu
 
     assert ran_stages(result.stdout) == {"download_emnist", "download_brown", "emnist_hdf5"}, result.stdout
     raw = repo.path / "data" / "raw"
-    assert files_under(raw / "emnist") == sorted(PurePosixPath(m).name for m in EMNIST_MEMBERS)
+    assert files_under(raw / "emnist") == sorted(PurePosixPath(m).name for m in ALL_EMNIST_MEMBERS)  # every split
     for name in files_under(synthetic_outputs / "emnist"):
         assert (raw / "emnist" / name).read_bytes() == (synthetic_outputs / "emnist" / name).read_bytes(), name
     assert (raw / "brown.zip").read_bytes() == (synthetic_outputs / "brown.zip").read_bytes()
@@ -186,21 +191,26 @@ def test_repro_on_nist_source_matches_synthetic_source(archives, synthetic_outpu
 # --- failures through the stage scripts ---------------------------------------------------------
 
 
-def test_wrong_member_checksum_set_with_S_fails_and_writes_nothing(archives, tmp_path):
-    """`-S download_emnist.sha256.train_images=<wrong>` (DVC's own parser) stops the stage with the
-    pinned message and the key to change; nothing lands in data/, the verified archive stays cached."""
+@pytest.mark.parametrize("split", ["byclass", "balanced", "letters"])
+def test_wrong_member_checksum_set_with_S_fails_and_writes_nothing(archives, tmp_path, split):
+    """`-S download_emnist.sha256.<split>.train_images=<wrong>` (DVC's own parser) stops the stage with the
+    pinned message naming the member and the key to change; nothing lands in data/, the verified archive stays
+    cached. Every pinned split is checked, whichever emnist_hdf5.split will read."""
     stage = StageDir(tmp_path, nist_params(archives, [archives["emnist"].as_uri()], [dead_url("/brown.zip")]))
+    stage.set_param(f"emnist_hdf5.split={split}")
     wrong = "ab" * 32
-    stage.set_param(f"download_emnist.sha256.train_images={wrong}")
-    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["download_emnist"]["sha256"]["train_images"] == wrong
+    stage.set_param(f"download_emnist.sha256.{split}.train_images={wrong}")
+    pins = yaml.safe_load((tmp_path / "params.yaml").read_text())["download_emnist"]["sha256"]
+    assert pins[split]["train_images"] == wrong
 
     result = stage.run("download_emnist.py", "data/raw/emnist")
 
     assert result.returncode == 1, result.stdout + result.stderr
-    member, actual = EMNIST_SHA256_KEYS["train_images"], archives["sha256"]["train_images"]
+    member, actual = pinned_member(split, "train_images"), archives["sha256"][split]["train_images"]
+    assert member == f"gzip/emnist-{split}-train-images-idx3-ubyte.gz"
     pinned = f"error: checksum mismatch for archive member {member}: expected sha256 {wrong}, got {actual}"
     assert pinned in result.stderr, result.stderr
-    assert "(pinned by download_emnist.sha256.train_images in params.yaml)" in result.stderr
+    assert f"(pinned by download_emnist.sha256.{split}.train_images in params.yaml)" in result.stderr
     assert "Traceback" not in result.stderr
     assert files_under(tmp_path / "data") == []
     assert files_under(tmp_path / "downloads") == ["emnist/gzip.zip"]  # a fixed hash needs no new download
@@ -269,7 +279,7 @@ def test_every_download_emnist_key_is_dot_free_and_settable_with_S(tmp_path):
     """DVC splits `-S a.b.c=v` on dots, so a key with a dot cannot be set; set each leaf as -S does."""
     section = yaml.safe_load((ROOT / "params.yaml").read_text())["download_emnist"]
     paths = leaf_keys(section, ("download_emnist",))
-    assert ("download_emnist", "sha256", "train_images") in paths
+    assert ("download_emnist", "sha256", "byclass", "train_images") in paths
     assert [path for path in paths if any("." in key for key in path)] == []
 
     stage = StageDir(tmp_path, {})
@@ -283,19 +293,31 @@ def test_every_download_emnist_key_is_dot_free_and_settable_with_S(tmp_path):
         assert value == "deadbeef", path
 
 
-def test_params_sha256_keys_map_to_the_four_members():
+def test_params_pin_the_published_splits_and_the_md5_covers_the_rest():
     pinned = yaml.safe_load((ROOT / "params.yaml").read_text())["download_emnist"]["sha256"]
-    assert list(pinned) == list(EMNIST_SHA256_KEYS)
-    assert sorted(EMNIST_SHA256_KEYS.values()) == sorted(EMNIST_MEMBERS)
-    for key, member in EMNIST_SHA256_KEYS.items():  # train_images pins ...-train-images-..., and so on
-        assert f"-{key.replace('_', '-')}-" in member, (key, member)
-    assert emnist_member_hashes(pinned) == {EMNIST_SHA256_KEYS[key]: digest for key, digest in pinned.items()}
+    assert list(pinned) == ["byclass", "balanced", "letters"]  # shared/datasets/PROVENANCE.md publishes these
+    assert all(list(keys) == list(EMNIST_SHA256_KEYS) for keys in pinned.values())
+    assert [pinned_member("byclass", key) for key in EMNIST_SHA256_KEYS] == list(EMNIST_MEMBERS)
+    for key in EMNIST_SHA256_KEYS:  # train_images pins ...-train-images-..., and so on
+        assert f"-{key.replace('_', '-')}-" in pinned_member("letters", key), key
+    hashes = emnist_member_hashes(pinned)
+    assert list(hashes) == list(ALL_EMNIST_MEMBERS)  # every member of every split is extracted
+    assert {m: h for m, h in hashes.items() if h is not None} == {
+        pinned_member(split, key): digest for split, keys in pinned.items() for key, digest in keys.items()
+    }
+    unpinned = {m for m, h in hashes.items() if h is None}
+    assert {m.split("-")[1] for m in unpinned if m.endswith(".gz")} == {"bymerge", "digits", "mnist"}
+    assert {m for m in unpinned if m.endswith(".txt")} == {f"gzip/emnist-{s}-mapping.txt" for s in EMNIST_SPLITS}
 
 
 def test_old_or_missing_sha256_keys_are_rejected_naming_the_expected_ones():
-    old = {PurePosixPath(member).name: "ab" * 32 for member in EMNIST_MEMBERS}
-    with pytest.raises(ValueError, match="lacks train_images, train_labels, test_images, test_labels") as info:
-        emnist_member_hashes(old)
-    assert "has unknown emnist-byclass-train-images-idx3-ubyte.gz" in str(info.value)
-    with pytest.raises(ValueError, match="lacks test_labels; expected the keys train_images"):
-        emnist_member_hashes({key: "ab" * 32 for key in list(EMNIST_SHA256_KEYS)[:3]})
+    flat = dict.fromkeys(EMNIST_SHA256_KEYS, "ab" * 32)  # the keys before every split was kept
+    with pytest.raises(ValueError, match="has unknown split train_images") as info:
+        emnist_member_hashes(flat)
+    assert "lacks byclass" in str(info.value)
+    assert "expected splits among byclass, bymerge, balanced, letters, digits, mnist" in str(info.value)
+    partial = {"byclass": {key: "ab" * 32 for key in EMNIST_SHA256_KEYS[:3]}, "letters": {"train_image": "ab"}}
+    with pytest.raises(ValueError, match="byclass lacks test_labels; letters lacks train_images, ") as info:
+        emnist_member_hashes(partial)
+    assert "letters has unknown train_image" in str(info.value)
+    assert "each with the keys train_images, train_labels, test_images, test_labels" in str(info.value)

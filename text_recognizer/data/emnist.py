@@ -1,15 +1,18 @@
-"""EMNIST ByClass: official IDX files → one HDF5 file with train / val / test splits.
+"""EMNIST: one split's official IDX files → one HDF5 file with train / val / test.
 
-The official release has only train and test, so a validation split is carved out of train,
-stratified per class with a seeded generator (the same params give the same split, and the
-same bytes). The test split is the official test file, untouched and in its order, so test
-numbers compare with published ByClass results. Layout: docs/architecture.md.
+The split (`emnist_hdf5.split`: byclass, bymerge, balanced, letters, digits or mnist) is the char
+model's; the lines always read a ByClass file, written beside it (`build_emnist_files`). The official
+release has only train and test, so a validation split is carved out of train, stratified per class
+with a seeded generator (the same params give the same split, and the same bytes). The test split is
+the official test file, untouched and in its order, so test numbers compare with published results
+for that split. Labels are stored 0..classes-1 (Letters' files count 1..26). Layout: docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,16 +23,25 @@ import numpy as np
 from text_recognizer.data.idx import emnist_to_upright, read_idx
 from text_recognizer.errors import InputError, MissingInputError
 from text_recognizer.io import atomic_path
-from text_recognizer.metadata import EMNIST_CLASSES, EMNIST_MEMBERS, GLYPH_SIZE, NUM_EMNIST_CLASSES
+from text_recognizer.metadata import (
+    EMNIST_CLASSES,
+    EMNIST_SPLITS,
+    GLYPH_SIZE,
+    LINES_SPLIT,
+    SPLIT_CLASSES,
+    SPLIT_LABEL_OFFSET,
+    split_mapping_member,
+    split_members,
+)
 
 SPLITS = ("train", "val", "test")
 _CHUNK_ROWS = 4096  # fixed chunk length: the bytes must not depend on h5py's automatic chunk guess
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4}
 
 
-def official_paths(raw_dir: str | os.PathLike[str]) -> dict[str, tuple[Path, Path]]:
-    """{split: (images path, labels path)} for the official ByClass files in raw_dir."""
-    names = [Path(member).name for member in EMNIST_MEMBERS]
+def official_paths(raw_dir: str | os.PathLike[str], emnist_split: str) -> dict[str, tuple[Path, Path]]:
+    """{"train"|"test": (images path, labels path)} of one EMNIST split's official files in raw_dir."""
+    names = [Path(member).name for member in split_members(emnist_split)]
     raw_dir = Path(raw_dir)
     return {
         "train": (raw_dir / names[0], raw_dir / names[1]),
@@ -37,14 +49,21 @@ def official_paths(raw_dir: str | os.PathLike[str]) -> dict[str, tuple[Path, Pat
     }
 
 
-def load_official(raw_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"train"|"test": (upright images (N, 28, 28) uint8, labels (N,) uint8)}, checked."""
-    paths = official_paths(raw_dir)
-    missing = [str(p) for pair in paths.values() for p in pair if not p.is_file()]
+def mapping_path(raw_dir: str | os.PathLike[str], emnist_split: str) -> Path:
+    return Path(raw_dir) / Path(split_mapping_member(emnist_split)).name
+
+
+def load_official(raw_dir: str | os.PathLike[str], emnist_split: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train"|"test": (upright images (N, 28, 28) uint8, labels (N,) uint8 from 0)}, checked against the split's
+    mapping file, which must name the classes metadata gives the split."""
+    paths = official_paths(raw_dir, emnist_split)
+    mapping = mapping_path(raw_dir, emnist_split)
+    missing = [str(p) for p in (*(p for pair in paths.values() for p in pair), mapping) if not p.is_file()]
     if missing:
         raise MissingInputError(
             f"missing EMNIST file(s): {', '.join(missing)}: run the download_emnist stage (dvc repro download_emnist)"
         )
+    check_official_mapping(mapping, emnist_split)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split, (images_path, labels_path) in paths.items():
         images = read_idx(images_path)
@@ -57,19 +76,38 @@ def load_official(raw_dir: str | os.PathLike[str]) -> dict[str, tuple[np.ndarray
             raise InputError(
                 f"{split}: {len(images)} images in {images_path} but {len(labels)} labels in {labels_path}"
             )
-        check_labels(labels, str(labels_path))
-        out[split] = (emnist_to_upright(images), labels)
+        check_labels(labels, str(labels_path), emnist_split)
+        offset = SPLIT_LABEL_OFFSET.get(emnist_split, 0)
+        out[split] = (emnist_to_upright(images), (labels - offset).astype(np.uint8))
     return out
 
 
-def check_labels(labels: np.ndarray, where: str) -> None:
-    """Labels must index EMNIST_CLASSES (0..61); anything else means a wrong file or split."""
-    if len(labels) and int(labels.max()) >= NUM_EMNIST_CLASSES:
-        bad = int(np.count_nonzero(labels >= NUM_EMNIST_CLASSES))
+def check_official_mapping(path: Path, emnist_split: str) -> None:
+    """The split's `emnist-<split>-mapping.txt` must give SPLIT_CLASSES in label order (its first code per line):
+    our class names are metadata's, so a file that disagrees means a wrong file or a wrong class list here."""
+    try:
+        rows = [line.split() for line in path.read_text(encoding="ascii").splitlines() if line.strip()]
+        labels = [int(row[0]) for row in rows]
+        names = "".join(chr(int(row[1])) for row in rows)
+    except (UnicodeDecodeError, ValueError, IndexError) as err:
+        raise InputError(f"{path}: not an EMNIST mapping file (lines of `label code`): {err}") from err
+    offset, expected = SPLIT_LABEL_OFFSET.get(emnist_split, 0), "".join(SPLIT_CLASSES[emnist_split])
+    if labels != list(range(offset, offset + len(expected))) or names != expected:
+        first = labels[0] if labels else "none"
         raise InputError(
-            f"{where}: {bad} label(s) outside 0..{NUM_EMNIST_CLASSES - 1} (max {int(labels.max())}); "
-            "is this the ByClass file?"
+            f"{path} names {names!r} from label {first}, expected {expected!r} from label {offset} "
+            f"(metadata.SPLIT_CLASSES); is this EMNIST's {emnist_split} mapping?"
         )
+
+
+def check_labels(labels: np.ndarray, where: str, emnist_split: str) -> None:
+    """Labels must index the split's classes (from its offset); anything else means a wrong file or split."""
+    low = SPLIT_LABEL_OFFSET.get(emnist_split, 0)
+    high = low + len(SPLIT_CLASSES[emnist_split]) - 1
+    if len(labels) and (int(labels.min()) < low or int(labels.max()) > high):
+        bad = int(np.count_nonzero((labels < low) | (labels > high)))
+        extreme = f"max {int(labels.max())}" if int(labels.max()) > high else f"min {int(labels.min())}"
+        raise InputError(f"{where}: {bad} label(s) outside {low}..{high} ({extreme}); is this the {emnist_split} file?")
 
 
 def stratified_split(
@@ -134,16 +172,17 @@ def build_emnist_hdf5(
     raw_dir: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     *,
+    emnist_split: str,
     val_fraction: float,
     balance: bool,
     seed: int,
 ) -> dict[str, int]:
-    """Write emnist.h5 (train/val/test, see docs/architecture.md) atomically; return split sizes.
+    """Write one EMNIST split's emnist.h5 (train/val/test, see docs/architecture.md) atomically; return split sizes.
 
     `balance` undersamples the train split only (see balance_indices). Same inputs and params
     give a byte-identical file.
     """
-    official = load_official(raw_dir)
+    official = load_official(raw_dir, emnist_split)
     rng = np.random.default_rng(seed)
     train_images, train_labels = official["train"]
     test_images, test_labels = official["test"]
@@ -156,7 +195,8 @@ def build_emnist_hdf5(
         "test": (test_images, test_labels, np.arange(len(test_labels), dtype=np.int64)),
     }
     with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w", libver="earliest") as f:
-        f.attrs["mapping"] = json.dumps(list(EMNIST_CLASSES))
+        f.attrs["mapping"] = json.dumps(list(SPLIT_CLASSES[emnist_split]))
+        f.attrs["emnist_split"] = emnist_split
         f.attrs["val_fraction"] = float(val_fraction)
         f.attrs["balance"] = bool(balance)
         f.attrs["seed"] = int(seed)
@@ -166,6 +206,31 @@ def build_emnist_hdf5(
             _write_dataset(group, "labels", np.ascontiguousarray(labels, dtype=np.uint8))
             _write_dataset(group, "source_index", np.ascontiguousarray(source_index, dtype=np.int64))
     return {split: len(data[1]) for split, data in splits.items()}
+
+
+def build_emnist_files(
+    raw_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    lines_path: str | os.PathLike[str],
+    *,
+    emnist_split: str,
+    val_fraction: float,
+    balance: bool,
+    seed: int,
+) -> dict[str, dict[str, int]]:
+    """The emnist_hdf5 stage: `out_path` holds the char model's split, `lines_path` ByClass for the lines.
+
+    The ByClass file depends on val_fraction, balance and seed only, so a change of split rewrites it byte for
+    byte the same and DVC leaves emnist_lines alone (docs/decisions.md). With split byclass it is a copy.
+    Returns {"chars": split sizes, "lines": split sizes}.
+    """
+    settings = {"val_fraction": val_fraction, "balance": balance, "seed": seed}
+    chars = build_emnist_hdf5(raw_dir, out_path, emnist_split=emnist_split, **settings)
+    if emnist_split == LINES_SPLIT:
+        with atomic_path(lines_path, suffix=".h5") as tmp:
+            shutil.copyfile(out_path, tmp)
+        return {"chars": chars, "lines": chars}
+    return {"chars": chars, "lines": build_emnist_hdf5(raw_dir, lines_path, emnist_split=LINES_SPLIT, **settings)}
 
 
 def check_mapping(f: h5py.File, expected: tuple[str, ...] = EMNIST_CLASSES) -> list[str]:
@@ -185,12 +250,40 @@ def check_mapping(f: h5py.File, expected: tuple[str, ...] = EMNIST_CLASSES) -> l
     return list(mapping)
 
 
+def stored_split(f: h5py.File) -> str:
+    """The EMNIST split an emnist.h5 holds: its `emnist_split` attribute, ByClass for a file without one (the only
+    split before emnist_hdf5.split existed)."""
+    raw = f.attrs.get("emnist_split", LINES_SPLIT)
+    split = raw.decode() if isinstance(raw, bytes) else str(raw)
+    if split not in EMNIST_SPLITS:
+        raise InputError(f"{f.filename}: unknown EMNIST split {split!r}; expected one of {', '.join(EMNIST_SPLITS)}")
+    return split
+
+
+def check_split_mapping(f: h5py.File) -> list[str]:
+    """The classes of an emnist.h5, checked against metadata for the split it holds."""
+    return check_mapping(f, SPLIT_CLASSES[stored_split(f)])
+
+
+def check_lines_source(f: h5py.File) -> None:
+    """The lines write case, so their glyphs must be ByClass's: one line saying which file to give instead."""
+    split = stored_split(f)
+    if split != LINES_SPLIT:
+        raise InputError(
+            f"{f.filename} holds EMNIST's {split} split ({len(SPLIT_CLASSES[split])} classes, "
+            f"{'no letters' if split in ('digits', 'mnist') else 'cases merged'}); lines are drawn from {LINES_SPLIT} "
+            f"glyphs (upper and lower case): give emnist_lines data/processed/emnist_{LINES_SPLIT}.h5, which "
+            "emnist_hdf5 writes whatever emnist_hdf5.split is"
+        )
+    check_mapping(f, SPLIT_CLASSES[split])
+
+
 def read_emnist_h5(path: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, 28, 28) uint8, labels (N,) uint8) of one split, after checking the mapping."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     with h5py.File(path, "r") as f:
-        check_mapping(f)
+        check_split_mapping(f)
         if split not in f:
             raise InputError(f"{path}: no split '{split}'")
         return f[split]["images"][()], f[split]["labels"][()]
@@ -200,7 +293,7 @@ def split_stats(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """Size and pixel min/mean/std/max of each split, read in chunks (the full train is ~0.5 GB)."""
     stats: dict[str, dict[str, Any]] = {}
     with h5py.File(path, "r") as f:
-        check_mapping(f)
+        check_split_mapping(f)
         for split in SPLITS:
             if split not in f:
                 continue

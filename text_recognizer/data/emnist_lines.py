@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from text_recognizer.data.emnist import SPLITS, check_mapping
+from text_recognizer.data.emnist import SPLITS, check_lines_source, check_mapping
 from text_recognizer.data.sentences import TextPools, load_text_pools, sample_phrases, write_pool_text
 from text_recognizer.errors import InputError
 from text_recognizer.io import atomic_path, require_file
@@ -327,7 +327,7 @@ def build_emnist_lines(
     rngs = split_rngs(params.seed)
     encoded = _encode_phrases(pools, sizes, params.max_length, rngs)
     with h5py.File(emnist_h5, "r") as src, atomic_path(out_path, suffix=".h5") as tmp:
-        check_mapping(src)
+        check_lines_source(src)
         with h5py.File(tmp, "w", libver="earliest") as dst:
             _write_attrs(dst, params, pools)
             for split in SPLITS:

@@ -18,18 +18,20 @@ import numpy as np
 from text_recognizer.data.download import ChecksumError, extract_members, fetch, file_digest
 from text_recognizer.errors import ParamError
 from text_recognizer.io import atomic_path
-from text_recognizer.metadata import EMNIST_MEMBERS
+from text_recognizer.metadata import ALL_EMNIST_MEMBERS, EMNIST_SPLITS, LINES_SPLIT, split_members
 
 log = logging.getLogger(__name__)
 
-# params.yaml's download_emnist.sha256 keys -> the archive members they pin. The keys have no dots,
-# so that `dvc exp run -S download_emnist.sha256.train_images=...` can set one (DVC splits on dots).
-EMNIST_SHA256_KEYS: dict[str, str] = {
-    "train_images": "gzip/emnist-byclass-train-images-idx3-ubyte.gz",
-    "train_labels": "gzip/emnist-byclass-train-labels-idx1-ubyte.gz",
-    "test_images": "gzip/emnist-byclass-test-images-idx3-ubyte.gz",
-    "test_labels": "gzip/emnist-byclass-test-labels-idx1-ubyte.gz",
-}
+# params.yaml's download_emnist.sha256 is {split: {key: sha256}}, key as below, for the splits whose members have a
+# published sha256 (shared/datasets/PROVENANCE.md: byclass, balanced, letters); the archive's md5 vouches for the
+# rest. No key has a dot, so `dvc exp run -S download_emnist.sha256.balanced.train_images=...` can set one.
+EMNIST_SHA256_KEYS: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")  # split_members'
+
+
+def pinned_member(split: str, key: str) -> str:
+    """The archive member that download_emnist.sha256.<split>.<key> pins."""
+    return split_members(split)[EMNIST_SHA256_KEYS.index(key)]
+
 
 OFFLINE_HINT = 'No network? `make offline` runs the pipeline on generated look-alike data (see README, "Offline").'
 
@@ -45,20 +47,35 @@ To use the real corpus without a network, put NLTK's brown.zip at {{cache}} or i
 {OFFLINE_HINT}"""
 
 
-def emnist_member_hashes(sha256: Mapping[str, str]) -> dict[str, str]:
-    """{archive member: expected sha256} from params.yaml's download_emnist.sha256 (keys of EMNIST_SHA256_KEYS).
+def emnist_member_hashes(sha256: Mapping[str, Mapping[str, str]]) -> dict[str, str | None]:
+    """{archive member: expected sha256, or None where only the archive's md5 vouches for it}, for every member.
 
-    A missing or unknown key (e.g. an old member-file name) is an error naming the keys expected,
-    rather than a member silently extracted unverified.
+    An unknown split or key (e.g. the flat keys of old params) or a pinned split lacking a key is an error naming
+    what is expected, rather than a member silently extracted unverified. ByClass must be pinned: the lines read it
+    whatever emnist_hdf5.split is, and its hashes are published.
     """
-    missing = [key for key in EMNIST_SHA256_KEYS if key not in sha256]
-    unknown = [key for key in sha256 if key not in EMNIST_SHA256_KEYS]
-    if missing or unknown:
-        found = "; ".join(
-            f"{what} {', '.join(keys)}" for what, keys in (("lacks", missing), ("has unknown", unknown)) if keys
+    problems = [f"has unknown split {split}" for split in sha256 if split not in EMNIST_SPLITS]
+    if LINES_SPLIT not in sha256:
+        problems.append(f"lacks {LINES_SPLIT}")
+    for split, keys in sha256.items():
+        if split not in EMNIST_SPLITS:
+            continue
+        missing = [key for key in EMNIST_SHA256_KEYS if key not in keys]
+        unknown = [key for key in keys if key not in EMNIST_SHA256_KEYS]
+        problems += [
+            f"{split} {what} {', '.join(found)}"
+            for what, found in (("lacks", missing), ("has unknown", unknown))
+            if found
+        ]
+    if problems:
+        raise ParamError(
+            f"download_emnist.sha256 {'; '.join(problems)}; expected splits among {', '.join(EMNIST_SPLITS)} "
+            f"({LINES_SPLIT} among them), each with the keys {', '.join(EMNIST_SHA256_KEYS)}"
         )
-        raise ParamError(f"download_emnist.sha256 {found}; expected the keys {', '.join(EMNIST_SHA256_KEYS)}")
-    return {member: sha256[key] for key, member in EMNIST_SHA256_KEYS.items()}
+    hashes: dict[str, str | None] = dict.fromkeys(ALL_EMNIST_MEMBERS)
+    for split, keys in sha256.items():
+        hashes.update({pinned_member(split, key): digest for key, digest in keys.items()})
+    return hashes
 
 
 def fetch_emnist(
@@ -66,12 +83,13 @@ def fetch_emnist(
     *,
     mirrors: Sequence[str],
     archive_md5: str,
-    sha256: Mapping[str, str],
+    sha256: Mapping[str, Mapping[str, str]],
     cache_dir: Path,
     timeout_s: float,
     retries: int,
 ) -> list[Path]:
-    """Download (or reuse) NIST's gzip.zip and keep only the verified ByClass members."""
+    """Download (or reuse) NIST's gzip.zip and keep every split's members, each pinned one verified by its sha256:
+    the split is emnist_hdf5's choice, so this stage need not rerun when it changes (docs/decisions.md)."""
     members = emnist_member_hashes(sha256)
     archive = cache_dir / "gzip.zip"
     fetch(
@@ -85,7 +103,9 @@ def fetch_emnist(
     try:
         return _extract_atomically(archive, members, out_dir)
     except ChecksumError as e:  # name the key to change if NIST republishes the archive
-        key = next((k for k, m in EMNIST_SHA256_KEYS.items() if m == e.path), "?")
+        key = next(
+            (f"{split}.{k}" for split in sha256 for k in sha256[split] if pinned_member(split, k) == e.path), "?"
+        )
         message = f"{e}\n(pinned by download_emnist.sha256.{key} in params.yaml)"
         raise ChecksumError(message, path=e.path, expected=e.expected, actual=e.actual) from e
 
@@ -115,7 +135,7 @@ def synthesize_emnist(
             pen_share=pen_share,
             extra=real,
         )
-        members = {m: digests["sha256"][Path(m).name] for m in EMNIST_MEMBERS}
+        members = {m: digests["sha256"][Path(m).name] for m in ALL_EMNIST_MEMBERS}
         return _extract_atomically(archive, members, out_dir)
 
 

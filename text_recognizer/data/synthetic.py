@@ -3,7 +3,9 @@
 When NIST's archive cannot be downloaded (no network, CI, quick experiments) the pipeline can
 run on this source instead (`data.source: synthetic`). Everything downstream of the download
 stage reads the same files either way, so the archive written here copies the official one
-member for member: the same names, gzip'd IDX, glyphs stored transposed, labels 0..61.
+member for member: every split's names, gzip'd IDX, glyphs stored transposed, its mapping file. The
+ByClass glyphs (labels 0..61) are generated; the other splits are derived from them as EMNIST
+derived its own (`derive_split`).
 
 Glyphs are drawn from the fonts bundled with matplotlib (always installed, so no download) and
 jittered (font, stroke, rotation, shear, aspect, size, position, blur, contrast) so that a
@@ -33,7 +35,17 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from text_recognizer.data.download import file_digest
 from text_recognizer.data.idx import gzip_bytes, idx_bytes, upright_to_emnist
-from text_recognizer.metadata import EMNIST_CLASSES, EMNIST_MEMBERS, GLYPH_SIZE, NUM_EMNIST_CLASSES
+from text_recognizer.metadata import (
+    ALL_EMNIST_MEMBERS,
+    EMNIST_CLASSES,
+    EMNIST_SPLITS,
+    GLYPH_SIZE,
+    NUM_EMNIST_CLASSES,
+    byclass_to_split,
+    official_mapping_text,
+    split_mapping_member,
+    split_members,
+)
 
 # Fonts shipped in matplotlib's mpl-data whose ASCII code points really hold Latin letters
 # and digits (the STIX size variants, cmmi/cmsy/cmex and LastResort map them to symbols or boxes).
@@ -275,6 +287,56 @@ def _generated(labels: np.ndarray, rng: np.random.Generator, pen_share: float) -
     return images
 
 
+# EMNIST's splits with the same count in every class (NIST's readme calls their classes "balanced"): Balanced cuts
+# ByMerge down to it, Letters, Digits and MNIST are drawn so. ByClass and ByMerge keep NIST's natural counts.
+EQUAL_COUNT_SPLITS = frozenset({"balanced", "letters", "digits", "mnist"})
+
+
+def derive_split(
+    split: str, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split's (images, labels in its files' numbering) from ByClass glyphs, the way EMNIST derived its splits:
+    relabelled (a merged lower-case letter joins its upper case), classes the split lacks dropped, the equal-count
+    splits undersampled to their rarest class without replacement. Rows keep ByClass's (shuffled) order."""
+    table = np.array([-1 if label is None else label for label in byclass_to_split(split)], dtype=np.int64)
+    relabelled = table[np.asarray(labels, dtype=np.int64)]
+    keep = np.flatnonzero(relabelled >= 0)
+    if split in EQUAL_COUNT_SPLITS:
+        keep = _equal_counts(keep, relabelled[keep], rng)
+    return images[keep], relabelled[keep].astype(np.uint8)
+
+
+def _equal_counts(rows: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`rows` undersampled to the rarest label's count, without replacement, sorted. Not emnist.balance_indices:
+    importing emnist.py would make the download stages depend on (and rerun for) the HDF5 writer."""
+    present, counts = np.unique(labels, return_counts=True)
+    if len(present) == 0:
+        return rows
+    picked = [rng.choice(rows[labels == label], size=int(counts.min()), replace=False) for label in present]
+    return np.sort(np.concatenate(picked))
+
+
+def _byclass_files(
+    train_per_class: int,
+    test_per_class: int,
+    rng: np.random.Generator,
+    pen_share: float,
+    extra: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train"|"test": (upright images, ByClass labels)}: generated glyphs, with `extra`'s shuffled in."""
+    files = {}
+    for part, per_class in (("train", train_per_class), ("test", test_per_class)):
+        labels = _shuffled_labels(per_class, rng)
+        images = _generated(labels, rng, pen_share)
+        if extra is not None and part in extra:
+            real_images, real_labels = extra[part]
+            order = rng.permutation(len(labels) + len(real_labels))
+            images = np.concatenate([images, real_images])[order]
+            labels = np.concatenate([labels, real_labels.astype(np.uint8)])[order]
+        files[part] = (images, labels)
+    return files
+
+
 def emnist_members(
     *,
     train_per_class: int,
@@ -283,30 +345,29 @@ def emnist_members(
     pen_share: float,
     extra: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, bytes]:
-    """{member name: gzip'd IDX bytes} for the four ByClass members, images stored transposed.
+    """{member name: bytes} for every member of NIST's archive: each split's gzip'd IDX files (images stored
+    transposed) and its mapping file, so that every emnist_hdf5.split works offline.
 
     A `pen_share` of the generated glyphs is drawn with a pen (pen_glyphs), the rest from fonts.
-    `extra` ({"train"|"test": (upright uint8 images, labels)}) joins the generated glyphs of that file
-    and is shuffled in with them: the handwriting source's real glyphs.
+    `extra` ({"train"|"test": (upright uint8 images, ByClass labels)}) joins the generated glyphs of that file
+    and is shuffled in with them: the handwriting source's real glyphs, which the derived splits then hold too.
     """
     if train_per_class < 1 or test_per_class < 1:
         raise ValueError(f"per-class counts must be >= 1, got train {train_per_class}, test {test_per_class}")
-    rng = np.random.default_rng(seed)
+    byclass = _byclass_files(train_per_class, test_per_class, np.random.default_rng(seed), pen_share, extra)
     members: dict[str, bytes] = {}
-    train_images, train_labels, test_images, test_labels = EMNIST_MEMBERS
-    for split, (images_name, labels_name), per_class in (
-        ("train", (train_images, train_labels), train_per_class),
-        ("test", (test_images, test_labels), test_per_class),
-    ):
-        labels = _shuffled_labels(per_class, rng)
-        images = _generated(labels, rng, pen_share)
-        if extra is not None and split in extra:
-            real_images, real_labels = extra[split]
-            order = rng.permutation(len(labels) + len(real_labels))
-            images = np.concatenate([images, real_images])[order]
-            labels = np.concatenate([labels, real_labels.astype(np.uint8)])[order]
-        members[images_name] = gzip_bytes(idx_bytes(upright_to_emnist(images)))
-        members[labels_name] = gzip_bytes(idx_bytes(labels))
+    derived: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    for index, split in enumerate(EMNIST_SPLITS):
+        source = "digits" if split == "mnist" else split  # the same ten classes: offline, the same glyphs
+        names = split_members(split)
+        for first, part in ((0, "train"), (2, "test")):
+            if (source, part) not in derived:  # its own generator: ByClass's bytes do not depend on the others
+                rng = np.random.default_rng([seed, index, first])
+                derived[source, part] = derive_split(source, *byclass[part], rng)
+            images, labels = derived[source, part]
+            members[names[first]] = gzip_bytes(idx_bytes(upright_to_emnist(images)))
+            members[names[first + 1]] = gzip_bytes(idx_bytes(labels))
+        members[split_mapping_member(split)] = official_mapping_text(split).encode("ascii")
     return members
 
 
@@ -319,9 +380,9 @@ def write_emnist_archive(
     pen_share: float,
     extra: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """Write a zip laid out like NIST's gzip.zip (ByClass members only); return its checksums.
+    """Write a zip laid out like NIST's gzip.zip (every split, in its alphabetical order); return its checksums.
 
-    Members are stored uncompressed (they are gzip'd already, as in the official archive).
+    Members are stored uncompressed (the IDX files are gzip'd already, as in the official archive).
     Returns {"md5": md5 of the archive, "sha256": {member basename: sha256 of the member}},
     the same shape of digests that params.yaml pins for the real download.
     """
@@ -330,7 +391,7 @@ def write_emnist_archive(
     )
     path = Path(path)
     with zipfile.ZipFile(path, "w") as archive:
-        for name in EMNIST_MEMBERS:
+        for name in ALL_EMNIST_MEMBERS:
             archive.writestr(_zip_info(name, zipfile.ZIP_STORED), members[name])
     return {
         "md5": file_digest(path, "md5"),

@@ -18,7 +18,7 @@ class CNN(nn.Module):
     Parameters (keyword-only; no defaults but num_classes: training passes params.yaml's model section)
     ----------
     num_classes : int
-        Number of output logits (62 EMNIST ByClass classes).
+        Number of output logits: the classes of emnist.h5's EMNIST split (62 for ByClass).
     conv_dim : int
         Channels of both conv layers, >= 1.
     fc_dim : int

@@ -87,7 +87,7 @@ class ResNetClassifier(nn.Module):
     Parameters (keyword-only; no defaults but num_classes: training passes params.yaml's model section)
     ----------
     num_classes : int
-        Number of output logits (62 EMNIST ByClass classes).
+        Number of output logits: the classes of emnist.h5's EMNIST split (62 for ByClass).
     num_blocks : int
         Number of residual blocks, >= 1.
     width : int
