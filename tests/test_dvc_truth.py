@@ -128,6 +128,24 @@ def test_the_emnist_split_reaches_the_char_model_only():
         assert "data/processed/emnist_byclass.h5" not in PIPELINE[stage]["deps"]
 
 
+def test_every_cached_output_is_ignored_by_the_projects_gitignore():
+    """DVC would otherwise write a .gitignore of its own beside the output, and `git status` after `make offline`
+    would show data/ (the README's stash advice and the e2e fixture expect only the lock and metrics)."""
+    cached = [
+        next(iter(o)) if isinstance(o, dict) else o
+        for spec in PIPELINE.values()
+        for o in spec.get("outs", [])
+        if not (isinstance(o, dict) and next(iter(o.values())).get("cache") is False)
+    ]
+    assert "data/processed/emnist_byclass.h5" in cached
+    inside = [f"{out}/x" for out in cached]  # a folder output: a pattern with a trailing slash matches what it holds
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *cached, *inside], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    missing = [out for out, child in zip(cached, inside, strict=True) if out not in ignored and child not in ignored]
+    assert not missing, f"not in .gitignore: {missing}"
+
+
 def test_the_closure_follows_lazy_and_transitive_imports():
     closure = {str(p.relative_to(ROOT)) for p in import_closure(ROOT / "stages" / "train_cnn.py")}
     assert "stages/common.py" in closure  # `from common import ...`
