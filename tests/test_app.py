@@ -642,3 +642,29 @@ def test_page_reads_a_line_drawn_with_the_mouse(page, line_page: str, recorder: 
     docs = os.environ.get("TEXT_RECOGNIZER_SCREENSHOT")
     if docs:
         Image.open(shot).convert("RGB").quantize(colors=64).save(docs, optimize=True)
+
+
+def test_reader_reads_with_the_decoder_it_is_given(tmp_path: Path) -> None:
+    """serve passes the reader checkpoint's pick (as predict reads); without one the page reads greedily."""
+    checkpoint = tiny_checkpoint(tmp_path / "line_cnn.pt", "line")
+    gray = np.asarray(text_image("hello world", size=30))
+    loaded = load_model(checkpoint)
+    assert web.Reader(checkpoint).read(gray)[0] == read_array(gray, loaded).text  # greedy by default
+    calls: list[tuple[int, ...]] = []
+
+    def spelled_hi(logits, lengths):
+        calls.append(tuple(logits.shape))
+        return [[loaded.mapping.index("h"), loaded.mapping.index("i")]] * logits.shape[0]
+
+    assert web.Reader(checkpoint, decode=spelled_hi).read(gray)[0] == "hi" and len(calls) == 1
+
+
+def test_serve_command_passes_the_readers_pick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from text_recognizer import cli
+
+    served: dict[str, object] = {}
+    monkeypatch.setattr(web, "serve", lambda **kwargs: served.update(kwargs))
+    checkpoint = tiny_checkpoint(tmp_path / "line_cnn.pt", "line")
+    assert cli.main(["serve", "--model", str(checkpoint), "--decoder", "greedy"]) == 0
+    assert callable(served["decode"]) and served["model_path"] == checkpoint
+    assert cli.main(["serve", "--model", str(checkpoint), "--decoder", "beam"]) == 1  # no record: refused, one line

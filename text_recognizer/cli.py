@@ -155,7 +155,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         _check_default_model(args.model)
-        serve(model_path=args.model, port=args.port, host=args.host, max_pixels=args.max_pixels)
+        from text_recognizer.reading.predict import load_model
+
+        decode = _line_decoder(args, load_model(args.model))  # the reader's pick, as predict reads
+        serve(model_path=args.model, port=args.port, host=args.host, max_pixels=args.max_pixels, decode=decode)
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -209,18 +212,7 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="glyphs (default): fit each glyph into its own 28-px cell, as EMNIST; "
         "line: scale the whole line to height 28, for images already drawn like EMNISTLines",
     )
-    predict.add_argument(
-        "--decoder",
-        choices=["greedy", "beam"],
-        default=None,
-        help="line models: greedy, or beam search with the character language model (--lm), which helps on prose and "
-        "can hurt on digits and rare words. Default: the one the evaluate stage picked on the val lines (the model's "
-        "record; greedy for a model without one). Beam width, LM weight and length bonus: the record's. A per-window "
-        "line model (line_model.arch simple) reads the argmax of each window: greedy means that, beam does not apply",
-    )
-    predict.add_argument(
-        "--lm", type=Path, default=Path("models/char_lm.npz"), help="language model (default: models/char_lm.npz)"
-    )
+    _decoder_options(predict)
     predict.add_argument(
         "--show-input",
         metavar="OUT.png",
@@ -236,7 +228,24 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _model_option(serve)
     serve.add_argument("--port", type=_port, default=7860, help="default: 7860")
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
+    _decoder_options(serve)
     _max_pixels_option(serve)
+
+
+def _decoder_options(parser: argparse.ArgumentParser) -> None:
+    """--decoder and --lm, the same for predict and serve: both read as the evaluate stage picked."""
+    parser.add_argument(
+        "--decoder",
+        choices=["greedy", "beam"],
+        default=None,
+        help="line models: greedy, or beam search with the character language model (--lm), which helps on prose and "
+        "can hurt on digits and rare words. Default: the one the evaluate stage picked on the val lines (the model's "
+        "record; greedy for a model without one). Beam width, LM weight and length bonus: the record's. A per-window "
+        "line model (line_model.arch simple) reads the argmax of each window: greedy means that, beam does not apply",
+    )
+    parser.add_argument(
+        "--lm", type=Path, default=Path("models/char_lm.npz"), help="language model (default: models/char_lm.npz)"
+    )
 
 
 def _add_show_lines(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
