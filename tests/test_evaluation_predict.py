@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.util
 import json
+import math
 import struct
 import sys
 import warnings
@@ -19,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from text_recognizer import cli
 from text_recognizer.cli import main
-from text_recognizer.metadata import CHAR_TO_LINE_INDEX, EMNIST_CLASSES, LINE_TOKENS, PAD_INDEX
+from text_recognizer.metadata import CHAR_TO_LINE_INDEX, EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS, PAD_INDEX
 from text_recognizer.models.checkpoint import CheckpointError, save_checkpoint
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier
@@ -43,6 +44,7 @@ from text_recognizer.reading.predict import (
     preprocess_line,
     read_array,
 )
+from text_recognizer.reading.show_steps import BACKGROUND, LABEL_COLOUR, LABEL_HEIGHT, MODEL_SCALE
 
 try:
     from tests.font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line
@@ -418,6 +420,16 @@ def test_a_faint_sixteen_bit_line_keeps_its_ink(tmp_path):
 # --- the command line --------------------------------------------------------------------------
 
 
+def model_panel(figure: Image.Image, width: int) -> np.ndarray:
+    """The last panel of a --show-input picture (what the model saw, drawn MODEL_SCALE times), `width` columns of
+    it at its own size; what lies right of it is the figure's background."""
+    a = np.asarray(figure.convert("RGB"))
+    below = a[np.flatnonzero((a[:, 0] == LABEL_COLOUR).all(axis=1))[-1] + 1 :]
+    assert below.shape[0] == GLYPH_SIZE * MODEL_SCALE and (below[:, width * MODEL_SCALE :] == BACKGROUND).all()
+    assert (below[..., 0] == below[..., 2]).all()  # gray
+    return below[::MODEL_SCALE, : width * MODEL_SCALE : MODEL_SCALE, 0]
+
+
 def test_cli_predict_show_input_layout_and_bad_input(tmp_path, capsys):
     line_ckpt = forced_line_checkpoint(tmp_path / "line_cnn.pt", token=CHAR_TO_LINE_INDEX["k"])
     img = Image.new("L", (300, 60), 255)
@@ -428,13 +440,15 @@ def test_cli_predict_show_input_layout_and_bad_input(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "line.png"), "--model", str(line_ckpt), "--show-input", str(out)]) == 0
     assert capsys.readouterr().out == "k\n"
     loaded = load_model(line_ckpt, device="cpu")
+    seen_by_model = read_array(np.asarray(img), loaded).model_input
     with Image.open(out) as seen:
-        assert np.array_equal(np.asarray(seen), read_array(np.asarray(img), loaded).model_input)
+        assert np.array_equal(model_panel(seen, seen_by_model.shape[1]), seen_by_model)
     assert sorted(p.name for p in out.parent.iterdir()) == ["input.png"]  # written atomically, no temporary left
     assert main(["predict", str(tmp_path / "line.png"), "--model", str(line_ckpt), "--layout", "line",
                  "--show-input", str(out), "--overwrite"]) == 0  # fmt: skip
+    seen_by_model = preprocess_line(np.asarray(img))
     with Image.open(out) as seen:
-        assert np.array_equal(np.asarray(seen), preprocess_line(np.asarray(img)))
+        assert np.array_equal(model_panel(seen, seen_by_model.shape[1]), seen_by_model)
     capsys.readouterr()
 
     draw_glyph(tmp_path / "glyph.png")
@@ -452,6 +466,33 @@ def test_cli_predict_show_input_layout_and_bad_input(tmp_path, capsys):
         captured = capsys.readouterr()
         assert captured.out == "" and captured.err.startswith("error: ") and message in captured.err
         assert captured.err.count("\n") == 1, captured.err
+
+
+def test_show_input_draws_each_step_from_the_photo_to_the_model(tmp_path, capsys):
+    """Four panels under four bands: the image, the ink mask (both at the image's size), the line stood upright
+    (as high, wider), what the model saw (28 px drawn MODEL_SCALE times, read back exactly)."""
+    line_ckpt = forced_line_checkpoint(tmp_path / "line_cnn.pt", token=CHAR_TO_LINE_INDEX["k"])
+    light = np.linspace(90, 250, 320)[None, :]  # light falling off to the left
+    img = Image.fromarray(np.full((80, 320), 1.0) * light).convert("L")
+    slope = math.tan(math.radians(20))
+    for x in (30, 90, 150, 210):  # bars leaning 20 degrees, ink a fifth of the light's paper
+        ImageDraw.Draw(img).polygon([(x, 65), (x + 10, 65), (x + 10 + 50 * slope, 15), (x + 50 * slope, 15)], fill=30)
+    img.save(tmp_path / "leaning.png")
+    out = tmp_path / "steps.png"
+    assert main(["predict", str(tmp_path / "leaning.png"), "--model", str(line_ckpt), "--show-input", str(out)]) == 0
+    assert capsys.readouterr().out == "k\n"
+    reading = read_array(np.asarray(img), load_model(line_ckpt, device="cpu"))
+    assert reading.steps.deslanted and abs(reading.steps.slant - 20) <= 2
+    with Image.open(out) as figure:
+        a = np.asarray(figure.convert("RGB"))
+        panel = model_panel(figure, reading.model_input.shape[1])
+    band = (a[:, 0] == LABEL_COLOUR).all(axis=1)
+    starts = np.flatnonzero(band & ~np.r_[False, band[:-1]])
+    assert starts.tolist()[0] == 0 and len(starts) == 4
+    assert all(band[s : s + LABEL_HEIGHT].all() and not band[s + LABEL_HEIGHT] for s in starts)
+    heights = np.diff([*starts, a.shape[0]]) - LABEL_HEIGHT
+    assert heights[0] == heights[1] == heights[2] and heights[3] == GLYPH_SIZE * MODEL_SCALE, heights
+    assert np.array_equal(panel, reading.model_input)
 
 
 def test_cli_default_pixel_limit_matches_predict():

@@ -109,6 +109,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from text_recognizer.io import OutputError, atomic_path, check_new_output
     from text_recognizer.reading.predict import PredictError, load_image, load_model, read_array, shown_path
+    from text_recognizer.reading.show_steps import steps_figure
 
     try:
         if args.show_input is not None:  # before any work: a directory or an existing file is never replaced
@@ -127,8 +128,10 @@ def _predict(args: argparse.Namespace) -> int:
     if args.show_input is not None:
         try:
             check_new_output(args.show_input, overwrite=args.overwrite)  # again: the path may have changed meanwhile
+            steps = reading.steps
+            figure = steps_figure(gray, steps, reading.model_input) if steps else Image.fromarray(reading.model_input)
             with atomic_path(args.show_input, suffix=".png") as tmp:
-                Image.fromarray(reading.model_input).save(tmp, format="PNG")
+                figure.save(tmp, format="PNG")
         except OutputError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
@@ -136,7 +139,7 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"error: cannot write {args.show_input}: {err.strerror or err}", file=sys.stderr)
             return 1
     if not reading.text:
-        hint = "" if args.show_input else " (--show-input OUT.png writes what it saw)"
+        hint = "" if args.show_input else " (--show-input OUT.png draws each step to what it saw)"
         print(f"error: {args.image}: the model read no characters{hint}", file=sys.stderr)
         return 1
     print(reading.text)
@@ -216,7 +219,8 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     predict.add_argument(
         "--show-input",
         metavar="OUT.png",
-        help="write the image the model saw to this new file (an existing file only with --overwrite)",
+        help="draw each step to a new PNG: the image, the ink mask, the line stood upright, what the model saw "
+        "(an existing file only with --overwrite)",
     )
     predict.add_argument("--overwrite", action="store_true", help="let --show-input replace an existing file")
     _max_pixels_option(predict)

@@ -1,8 +1,9 @@
 """Read the text of an image with a saved checkpoint: the code behind `text-recognizer predict` and the web page.
 
 A photo, a scan or a drawing looks nothing like the training data, so it is first brought to
-the EMNIST look: grayscale, white ink on black, and each glyph fitted into its own 28x28 cell
-as EMNIST glyphs are (text_recognizer/reading/normalize.py says how and why). `layout="line"` keeps
+the EMNIST look: grayscale, the ink found by a local threshold and a leaning line stood upright
+(text_recognizer/reading/paper.py), white ink on black, and each glyph fitted into its own 28x28
+cell as EMNIST glyphs are (text_recognizer/reading/normalize.py says how and why). `layout="line"` keeps
 the older whole-line scaling (height 28, ink about 20 rows) for input that already looks like
 EMNISTLines.
 
@@ -31,7 +32,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from text_recognizer.lit_models.ctc import indices_to_text
 from text_recognizer.metadata import GLYPH_SIZE
 from text_recognizer.models.checkpoint import CheckpointError, Kind, LoadedModel, load_checkpoint
-from text_recognizer.reading import normalize
+from text_recognizer.reading import normalize, paper
 from text_recognizer.reading.evaluation import (
     LineDecoder,
     default_device,
@@ -85,6 +86,7 @@ class Reading:
     model_input: np.ndarray  # (28, W) uint8, white on black
     top_classes: list[tuple[str, float]]  # char checkpoints: the 5 likeliest classes and their probabilities
     kind: str
+    steps: paper.Ink | None = None  # how the ink was found and stood upright (`--show-input` draws it)
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -241,8 +243,11 @@ def _white_on_black(gray: np.ndarray) -> np.ndarray:
 
 
 def preprocess_char(gray: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 of any polarity -> (28, 28) uint8: all the ink fitted into 20x20 and centred, as EMNIST."""
-    return normalize.fit_glyph(_white_on_black(gray))
+    """(H, W) uint8 of any polarity -> (28, 28) uint8: the ink (paper.py) fitted into 20x20 and centred, as EMNIST."""
+    try:
+        return normalize.fit_glyph(paper.read_ink(gray, deslant=False).ink)
+    except BlankImageError as exc:
+        raise PredictError(str(exc)) from exc
 
 
 def preprocess_line(gray: np.ndarray, window_width: int = GLYPH_SIZE) -> np.ndarray:
@@ -282,9 +287,29 @@ def model_input_for(
     gray: np.ndarray, loaded: LoadedModel, *, layout: str = "glyphs", check_kind: bool = True
 ) -> np.ndarray:
     """The (28, W) uint8 white-on-black image a checkpoint is given for a grayscale image."""
+    return _model_input(gray, loaded, layout=layout, check_kind=check_kind)[0]
+
+
+def _find_ink(gray: np.ndarray, loaded: LoadedModel, layout: str) -> paper.Ink:
+    """The ink as the layout reads it: the older whole-image rule for layout="line" (images drawn like
+    EMNISTLines), a local threshold for the glyph layout and the character model, and a line model's
+    line stood upright (paper.py)."""
+    try:
+        if layout == "line" and loaded.kind == "line":
+            return paper.global_ink(gray)
+        return paper.read_ink(gray, deslant=loaded.kind == "line")
+    except BlankImageError as exc:
+        raise PredictError(str(exc)) from exc
+
+
+def _model_input(
+    gray: np.ndarray, loaded: LoadedModel, *, layout: str = "glyphs", check_kind: bool = True
+) -> tuple[np.ndarray, paper.Ink]:
+    """(the image a checkpoint is given, the steps that found its ink): see `model_input_for`."""
     if layout not in LAYOUTS:
         raise PredictError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    a = _white_on_black(gray)
+    ink = _find_ink(gray, loaded, layout)
+    a = ink.upright
     window = int(loaded.model_kwargs.get("window_width", GLYPH_SIZE))
     try:
         work, glyphs = normalize.segment(a)
@@ -299,18 +324,18 @@ def model_input_for(
         _check_shape(loaded, glyphs)
     box = GLYPH_BOX  # not yet the checkpoint's measured box: see docs/decisions.md, "What reading needs"
     if loaded.kind == "char":
-        return normalize.fit_glyph(a, box=box)
+        return normalize.fit_glyph(a, box=box), ink
     if layout == "line":
         if as_is:  # already an EMNISTLines-sized line: the model sees it as it trained
-            return _line_as_is(gray, window)
-        return preprocess_line(gray, window_width=window)
+            return _line_as_is(gray, window), ink
+        return preprocess_line(gray, window_width=window), ink
     spaces = [False, *normalize.find_spaces(glyphs)]
     cells, gaps = [], []
     for pieces, space in zip(_resolve_touching(glyphs, loaded), spaces, strict=True):
         for k, piece in enumerate(pieces):
             cells.append(normalize.fit_glyph(piece.ink, box=box))
             gaps.append(space and k == 0)
-    return normalize.lay_out(cells, gaps[1:], pitch=_pitch(loaded), min_width=window)
+    return normalize.lay_out(cells, gaps[1:], pitch=_pitch(loaded), min_width=window), ink
 
 
 def _line_as_is(gray: np.ndarray, window: int) -> np.ndarray:
@@ -428,7 +453,7 @@ def read_array(
     gray = np.asarray(gray)
     if gray.ndim != 2 or gray.size == 0:
         raise PredictError(f"expected a (height, width) grayscale image, got shape {gray.shape}")
-    image = model_input_for(gray, loaded, layout=layout, check_kind=check_kind)
+    image, found = _model_input(gray, loaded, layout=layout, check_kind=check_kind)
     with torch.inference_mode():
         if loaded.kind == "line":  # read up to the ink, as evaluate reads test lines and training crops them
             try:
@@ -437,12 +462,12 @@ def read_array(
                 raise PredictError(str(exc)) from exc
             logits, steps = line_logits(loaded, image[None], _device_of(loaded))  # (1, C, T), (1,)
             text = indices_to_text(read(logits, steps)[0], loaded.mapping)
-            return Reading(text=text, model_input=image, top_classes=[], kind=loaded.kind)
+            return Reading(text=text, model_input=image, top_classes=[], kind=loaded.kind, steps=found)
         logits = loaded.model(to_model_input(image[None], _device_of(loaded)))  # (1, num_classes)
     probs = torch.softmax(logits[0].float(), dim=0).cpu()
     values, indices = probs.topk(min(TOP_CLASSES, probs.numel()))
     top = [(loaded.mapping[i], float(p)) for p, i in zip(values.tolist(), indices.tolist(), strict=True)]
-    return Reading(text=top[0][0], model_input=image, top_classes=top, kind=loaded.kind)
+    return Reading(text=top[0][0], model_input=image, top_classes=top, kind=loaded.kind, steps=found)
 
 
 def predict_file(
