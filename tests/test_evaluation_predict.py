@@ -530,7 +530,13 @@ def test_cli_serve(monkeypatch, capsys, missing):
     else:
         assert code == 0 and err == ""
         assert finder.calls == [
-            {"model_path": Path("m.pt"), "port": 9999, "host": "0.0.0.0", "max_pixels": DEFAULT_MAX_PIXELS}
+            {
+                "model_path": Path("m.pt"),
+                "port": 9999,
+                "host": "0.0.0.0",
+                "max_pixels": DEFAULT_MAX_PIXELS,
+                "decode": None,
+            }
         ]
 
 

@@ -160,7 +160,8 @@ def _serve(args: argparse.Namespace) -> int:
         _check_default_model(args.model)
         from text_recognizer.reading.predict import load_model
 
-        decode = _line_decoder(args, load_model(args.model))  # the reader's pick, as predict reads
+        # the reader's pick, as predict reads (a missing checkpoint is refused by serve, in one line)
+        decode = _line_decoder(args, load_model(args.model)) if args.model.is_file() else None
         serve(model_path=args.model, port=args.port, host=args.host, max_pixels=args.max_pixels, decode=decode)
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr)
