@@ -7,31 +7,23 @@ something false.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
+from text_recognizer.models.archs import network_class, recorded_kwargs
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.line_simple import LineCNNSimple
 
 LINE_NETWORKS: dict[str, type[nn.Module]] = {"ctc": LineCNN, "simple": LineCNNSimple}  # params.LINE_ARCHS
 
 
-def _network_class(arch: str) -> type[nn.Module]:
-    if arch not in LINE_NETWORKS:
-        raise ValueError(f"arch must be one of {sorted(LINE_NETWORKS)}, got {arch!r}")
-    return LINE_NETWORKS[arch]
-
-
 def line_arch_kwargs(arch: str, section: Mapping[str, Any]) -> dict[str, Any]:
     """`arch` and the keys of `section` (line_model) that its constructor reads; num_classes is the data's."""
-    parameters = inspect.signature(_network_class(arch)).parameters.values()
-    names = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "num_classes"]
-    return {"arch": arch, **{name: section[name] for name in names}}
+    return recorded_kwargs(LINE_NETWORKS, arch, section)
 
 
 def line_network(*, arch: str, **kwargs: Any) -> nn.Module:
     """The untrained network that a line checkpoint's model_kwargs (line_arch_kwargs plus num_classes) describe."""
-    return _network_class(arch)(**kwargs)
+    return network_class(LINE_NETWORKS, arch)(**kwargs)
