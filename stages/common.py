@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from text_recognizer.errors import is_project_error
@@ -31,6 +33,7 @@ def section(cls: type[T], name: str, params_file: str = "params.yaml") -> T:
 def run(main: Callable[[list[str]], None]) -> None:
     """Run a stage's main; the project's errors exit 1 with one `error:` line per problem, no traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
     try:
         main(sys.argv[1:])
     except Exception as err:
@@ -39,3 +42,5 @@ def run(main: Callable[[list[str]], None]) -> None:
         for problem in getattr(err, "problems", None) or [str(err)]:
             print(f"error: {problem}", file=sys.stderr)
         sys.exit(1)
+    # In `dvc repro` output and `dvc queue logs`: how benchmarks/labs.py times each network's training
+    print(f"stage {Path(sys.argv[0]).stem} took {time.perf_counter() - started:.1f} s", flush=True)
