@@ -74,3 +74,29 @@ def _midranks(values: np.ndarray) -> np.ndarray:
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     sums = np.bincount(inverse, weights=ranks)
     return sums[inverse] / counts[inverse]
+
+
+MEASURE = "ctc text probability per character"  # reading/confidence.py: what `confidence` means in the figures
+RULE = "Youden's J on the val lines: max(share of wrong lines flagged - share of right lines flagged)"
+
+
+def calibrate(
+    decoder: str, val_confidence: np.ndarray, val_wrong: np.ndarray, test_confidence: np.ndarray, test_wrong: np.ndarray
+) -> dict[str, Any]:
+    """metrics/evaluate.json's `line_cnn.confidence`: the threshold chosen on the val lines (choose_threshold) for
+    the lines read with `decoder`, and what it does on the val and on the test lines (flag_figures)."""
+    threshold = choose_threshold(val_confidence, val_wrong)
+    return {
+        "decoder": decoder,
+        "measure": MEASURE,
+        "rule": RULE,
+        "threshold": threshold,
+        "val": flag_figures(val_confidence, val_wrong, threshold),
+        "test": flag_figures(test_confidence, test_wrong, threshold),
+    }
+
+
+def record(calibration: dict[str, Any]) -> dict[str, Any]:
+    """The reader checkpoint's share of it: the threshold, and the decoder whose readings it was chosen on
+    (predict flags lines only when it reads with that decoder)."""
+    return {"low_confidence_threshold": calibration["threshold"], "confidence_decoder": calibration["decoder"]}

@@ -9,6 +9,9 @@ So the stage reads the val lines with greedy and with beam search at every (lm_w
 length_bonus) of params.yaml, picks the lowest val CER, and reads the test lines only with the
 pick (its figure is the headline) and, for comparison, greedy and the best beam setting.
 
+The val lines read with the pick also set the line confidence below which predict flags a reading
+(calibration.choose_threshold); the test lines report what that threshold does.
+
 A per-window line model (line_model.arch simple) has no CTC outputs to search: it is read by the argmax of each
 window (its greedy reading), on the val and the test lines alike, and no beam figure is reported (WindowReading).
 """
@@ -20,11 +23,13 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from text_recognizer.errors import InputError
 from text_recognizer.models.checkpoint import load_checkpoint
 from text_recognizer.params import EvaluateParams
+from text_recognizer.reading import calibration
 from text_recognizer.reading.char_lm import CharLM
 from text_recognizer.reading.evaluation import LineDecoder, LineEvaluation, evaluate_lines, line_decoder
 
@@ -78,13 +83,23 @@ def pick(val_cer: Mapping[DecoderSetting, float], decoders: Collection[str]) -> 
 @dataclasses.dataclass(frozen=True)
 class DecoderChoice:
     """The pick, the best beam setting (the pick when beam won; what `--decoder beam` reads with either way),
-    every setting's val CER, and the test lines read with the pick first (so `test.cer` and the samples are its)."""
+    every setting's val CER, and the test lines read with the pick first (so `test.cer` and the samples are its);
+    `val_confidence` and `val_wrong` are the val lines' as the pick read them (for the confidence threshold)."""
 
     picked: DecoderSetting
     best_beam: DecoderSetting
     params: EvaluateParams  # the grid
     val_cer: dict[DecoderSetting, float]
     test: LineEvaluation
+    val_confidence: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    val_wrong: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def calibration(self) -> dict[str, Any]:
+        """The confidence threshold of the pick's readings (calibration.calibrate)."""
+        name = self.picked.name
+        return calibration.calibrate(
+            self.picked.decoder, self.val_confidence, self.val_wrong, self.test.confidence[name], self.test.wrong[name]
+        )
 
     def _figures(self, setting: DecoderSetting) -> dict[str, float]:
         test = self.test.by_decoder[setting.name]
@@ -101,6 +116,7 @@ class DecoderChoice:
             "greedy": self._figures(GREEDY),
             "beam": {"lm_weight": beam.lm_weight, "length_bonus": beam.length_bonus, **self._figures(beam)},
             "val_grid": {"lm_weights": list(weights), "length_bonuses": list(bonuses), "beam_cer": table},
+            "confidence": self.calibration(),
         }
 
     def record(self, lm_sha256: str) -> dict[str, Any]:
@@ -115,6 +131,7 @@ class DecoderChoice:
             "lm_sha256": lm_sha256,
             "val_cer": {name: self.val_cer[s] for name, s in chosen.items()},
             "test_cer": {name: self.test.by_decoder[s.name]["cer"] for name, s in chosen.items()},
+            **calibration.record(self.calibration()),
         }
 
 
@@ -133,6 +150,13 @@ class WindowReading:
 
     val_cer: float
     test: LineEvaluation
+    val_confidence: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    val_wrong: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def calibration(self) -> dict[str, Any]:
+        """The confidence threshold of the argmax readings (calibration.calibrate)."""
+        test_confidence, test_wrong = self.test.confidence[WINDOW_ARGMAX], self.test.wrong[WINDOW_ARGMAX]
+        return calibration.calibrate(WINDOW_ARGMAX, self.val_confidence, self.val_wrong, test_confidence, test_wrong)
 
     def _figures(self) -> dict[str, float]:
         test = self.test.by_decoder[WINDOW_ARGMAX]
@@ -140,7 +164,10 @@ class WindowReading:
 
     def metrics(self) -> dict[str, Any]:
         """metrics/evaluate.json's `line_cnn` for a simple model."""
-        return {"decoder": WINDOW_ARGMAX, **self._figures(), "greedy": self._figures(), "beam": NO_BEAM}
+        figures = self._figures()
+        return {
+            "decoder": WINDOW_ARGMAX, **figures, "greedy": figures, "beam": NO_BEAM, "confidence": self.calibration()
+        }  # fmt: skip
 
     def record(self, lm_sha256: str) -> dict[str, Any]:
         """The reader checkpoint's `reading`: argmax, and its CERs; no LM is read (`lm_sha256` is not recorded)."""
@@ -148,6 +175,7 @@ class WindowReading:
             "decoder": WINDOW_ARGMAX,
             "val_cer": {WINDOW_ARGMAX: self.val_cer},
             "test_cer": {WINDOW_ARGMAX: self.test.by_decoder[WINDOW_ARGMAX]["cer"]},
+            **calibration.record(self.calibration()),
         }
 
 
@@ -173,7 +201,12 @@ def read_per_window(
     test = evaluate_lines(
         checkpoint_path, lines_h5, batch_size=params.batch_size, num_samples=params.num_sample_lines, device=device
     )
-    return WindowReading(val_cer=val.by_decoder[WINDOW_ARGMAX]["cer"], test=test)
+    return WindowReading(
+        val_cer=val.by_decoder[WINDOW_ARGMAX]["cer"],
+        test=test,
+        val_confidence=val.confidence[WINDOW_ARGMAX],
+        val_wrong=val.wrong[WINDOW_ARGMAX],
+    )
 
 
 def choose_decoder(
@@ -201,7 +234,7 @@ def choose_decoder(
         checkpoint_path, lines_h5, decoders={s.name: readers[s.name] for s in shown}, batch_size=params.batch_size,
         num_samples=params.num_sample_lines, device=device,
     )  # fmt: skip
-    return DecoderChoice(picked, best_beam, params, val_cer, test)
+    return DecoderChoice(picked, best_beam, params, val_cer, test, val.confidence[picked.name], val.wrong[picked.name])
 
 
 def recorded_beam(reading: Mapping[str, Any]) -> tuple[int, DecoderSetting]:

@@ -19,7 +19,7 @@ import torch
 
 from text_recognizer.errors import InputError
 from text_recognizer.io import atomic_path
-from text_recognizer.line_geometry import crop_lines
+from text_recognizer.line_geometry import crop_lines, crop_width, ink_extents, line_widths, output_lengths
 from text_recognizer.lit_models.ctc import (
     character_error_rate,
     greedy_decode,
@@ -30,6 +30,7 @@ from text_recognizer.lit_models.ctc import (
 from text_recognizer.lit_models.windows import window_decode
 from text_recognizer.models.checkpoint import LoadedModel, load_checkpoint
 from text_recognizer.reading.char_lm import CharLM
+from text_recognizer.reading.confidence import Confidence, ctc_confidences, text_probabilities, window_confidences
 from text_recognizer.reading.decoding import beam_decode
 
 
@@ -68,6 +69,9 @@ class LineEvaluation:
     num_lines: int
     samples: list[LineSample]
     by_decoder: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # name -> cer, line_acc
+    # name -> (N,) each line's confidence (reading/confidence.py) and whether it was read wrong, for calibration
+    confidence: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    wrong: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def _read_mapping(f: h5py.File) -> list[str] | None:
@@ -192,19 +196,51 @@ def reading_decoder(loaded: LoadedModel, decode: LineDecoder | None = None) -> L
     return greedy_decode if decode is None else decode
 
 
-def line_logits(loaded: LoadedModel, images: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def line_logits(
+    loaded: LoadedModel, images: np.ndarray, device: torch.device, widths: Sequence[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (B, C, T), input lengths (B,)) of a batch of lines, cut to what its lines need.
 
     The model is trained on batches cropped to their widest line (DeviceLoader), so it reads
     each line up to its own length, never the long blank tail of a full-width image. A simple (per-window) model
     reads the whole image: its windows do not see each other, and the empty ones past the text read as padding.
+    `widths` (B,), when given, are the lines' own widths in a batch padded (black, on the right) to its widest: no
+    line is then read past its own width, so each reads as it would alone (predict's batches of many images).
     """
     model = loaded.model
+    x = to_model_input(images, device)
     if loaded.arch == "simple":
-        logits = model(to_model_input(images, device))  # (B, C, L)
-        return logits, torch.full((len(images),), logits.shape[2], dtype=torch.long, device=logits.device)
-    x, lengths = crop_lines(to_model_input(images, device), model.window_width, model.window_stride)
+        logits = model(x)  # (B, C, L)
+        if widths is None:
+            return logits, torch.full((len(images),), logits.shape[2], dtype=torch.long, device=logits.device)
+        return logits, torch.tensor([model.output_length(int(w)) for w in widths], device=logits.device)
+    if widths is None:
+        x, lengths = crop_lines(x, model.window_width, model.window_stride)
+        return model(x, lengths), lengths
+    own = line_widths(ink_extents(x), x.shape[-1], model.window_width, model.window_stride)
+    own = torch.minimum(own, torch.as_tensor(list(widths), dtype=torch.long, device=own.device))
+    lengths = output_lengths(own, model.window_width, model.window_stride)
+    x = x[..., : crop_width(own, x.shape[-1], model.window_width, model.window_stride)]
     return model(x, lengths), lengths
+
+
+def line_confidences(
+    loaded: LoadedModel, logits: torch.Tensor, lengths: torch.Tensor, rows: Sequence[Sequence[int]]
+) -> list[Confidence]:
+    """Per-character and line confidences of decoded rows (reading/confidence.py): from the CTC posteriors, or for a
+    simple (per-window) model from each character's window."""
+    if loaded.arch == "simple":
+        return window_confidences(logits, rows)
+    return ctc_confidences(logits, lengths, rows)
+
+
+def line_confidence(
+    loaded: LoadedModel, logits: torch.Tensor, lengths: torch.Tensor, rows: Sequence[Sequence[int]]
+) -> np.ndarray:
+    """Only the lines' confidences (B,), as line_confidences gives them, without aligning characters (cheaper)."""
+    if loaded.arch == "simple":
+        return np.array([c.line for c in window_confidences(logits, rows)])
+    return text_probabilities(logits, lengths, rows)
 
 
 def evaluate_lines(
@@ -235,11 +271,14 @@ def evaluate_lines(
         raise InputError(f"{lines_h5}: the {split} split is empty")
     targets = labels_to_texts(torch.from_numpy(data["labels"].astype(np.int64)), torch.from_numpy(data["lengths"]))
     preds: dict[str, list[str]] = {name: [] for name in decoders}
+    confidence: dict[str, list[np.ndarray]] = {name: [] for name in decoders}
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             logits, lengths = line_logits(loaded, images[start : start + batch_size], dev)
             for name, decode in decoders.items():
-                preds[name].extend(indices_to_text(row, loaded.mapping) for row in decode(logits, lengths))
+                rows = decode(logits, lengths)
+                preds[name].extend(indices_to_text(row, loaded.mapping) for row in rows)
+                confidence[name].append(line_confidence(loaded, logits, lengths, rows))
     by_decoder = {
         name: {"cer": character_error_rate(p, targets), "line_acc": line_accuracy(p, targets)}
         for name, p in preds.items()
@@ -255,6 +294,8 @@ def evaluate_lines(
         num_lines=len(targets),
         samples=samples,
         by_decoder=by_decoder,
+        confidence={name: np.concatenate(c) for name, c in confidence.items()},
+        wrong={name: np.array([a != b for a, b in zip(p, targets, strict=True)]) for name, p in preds.items()},
     )
 
 

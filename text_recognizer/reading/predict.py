@@ -22,6 +22,7 @@ import os
 import stat
 import threading
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,6 +37,7 @@ from text_recognizer.reading import normalize, paper
 from text_recognizer.reading.evaluation import (
     LineDecoder,
     default_device,
+    line_confidences,
     line_logits,
     reading_decoder,
     to_model_input,
@@ -55,6 +57,8 @@ __all__ = [
     "preprocess_char",
     "preprocess_line",
     "read_array",
+    "read_files",
+    "read_model_inputs",
     "shown_path",
 ]
 
@@ -65,6 +69,8 @@ LINE_ASPECT = 2.0  # a single glyph group wider than this many heights is joined
 CHAR_LINE_ASPECT = 1.5  # several glyphs in a box at least this wide are a line, not one character
 MAX_PIECES = 3  # a wide glyph is tried whole and cut into up to this many touching letters
 SPLIT_SHARE = 0.6  # ...each piece at least this many median glyph widths
+BATCH_SIZE = 32  # model inputs read at once by read_model_inputs (lines of similar width: little padding)
+CHUNK = 8 * BATCH_SIZE  # files read_files prepares before reading them: bounds the memory, keeps output flowing
 _PIL_LIMIT_LOCK = threading.Lock()
 
 # Some of Pillow's parsers log a damaged file's fault (logger.error) before raising; with no
@@ -87,6 +93,8 @@ class Reading:
     top_classes: list[tuple[str, float]]  # char checkpoints: the 5 likeliest classes and their probabilities
     kind: str
     steps: paper.Ink | None = None  # how the ink was found and stood upright (`--show-input` draws it)
+    char_confidences: list[float] = dataclasses.field(default_factory=list)  # one per character of `text`
+    confidence: float | None = None  # the line's (reading/confidence.py); a glyph's softmax probability
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -454,20 +462,116 @@ def read_array(
     if gray.ndim != 2 or gray.size == 0:
         raise PredictError(f"expected a (height, width) grayscale image, got shape {gray.shape}")
     image, found = _model_input(gray, loaded, layout=layout, check_kind=check_kind)
+    reading = read_model_inputs([image], loaded, decode=decode)[0]
+    return dataclasses.replace(reading, steps=found)
+
+
+def read_model_inputs(
+    images: Sequence[np.ndarray],
+    loaded: LoadedModel,
+    *,
+    decode: LineDecoder | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> list[Reading]:
+    """Read prepared model inputs ((28, W) uint8, white on black: model_input_for's) in batches, in their order.
+
+    Lines are sorted by width and each batch padded (black, on the right) to its widest, so little is padded;
+    each line is still read only up to its own output length (evaluation.line_logits' `widths`), so a line reads
+    as it reads alone. One decoder call per batch.
+    """
+    if loaded.kind == "line":
+        try:
+            read = reading_decoder(loaded, decode)
+        except ValueError as exc:
+            raise PredictError(str(exc)) from exc
+    order = sorted(range(len(images)), key=lambda i: images[i].shape[1])
+    out: list[Reading | None] = [None] * len(images)
+    for start in range(0, len(order), batch_size):
+        batch = [images[i] for i in order[start : start + batch_size]]
+        readings = _read_lines(batch, loaded, read) if loaded.kind == "line" else _read_glyphs(batch, loaded)
+        for i, reading in zip(order[start : start + batch_size], readings, strict=True):
+            out[i] = reading
+    return [r for r in out if r is not None]
+
+
+def _read_lines(images: list[np.ndarray], loaded: LoadedModel, read: LineDecoder) -> list[Reading]:
+    """One batch of line inputs, padded to the widest, each read up to its own width."""
+    widths = [image.shape[1] for image in images]
+    batch = np.stack([np.pad(image, ((0, 0), (0, max(widths) - image.shape[1]))) for image in images])
     with torch.inference_mode():
-        if loaded.kind == "line":  # read up to the ink, as evaluate reads test lines and training crops them
+        logits, steps = line_logits(loaded, batch, _device_of(loaded), widths=widths)  # (B, C, T), (B,)
+        rows = read(logits, steps)
+        confidences = line_confidences(loaded, logits, steps, rows)
+    return [
+        Reading(
+            text=indices_to_text(row, loaded.mapping),
+            model_input=image,
+            top_classes=[],
+            kind=loaded.kind,
+            char_confidences=[float(c) for c in confidence.chars],
+            confidence=confidence.line,
+        )
+        for row, image, confidence in zip(rows, images, confidences, strict=True)
+    ]
+
+
+def _read_glyphs(images: list[np.ndarray], loaded: LoadedModel) -> list[Reading]:
+    """One batch of glyph inputs (28 x 28) for the character model: the top classes, the first one's probability
+    as its confidence."""
+    with torch.inference_mode():
+        logits = loaded.model(to_model_input(np.stack(images), _device_of(loaded)))  # (B, num_classes)
+    probs = torch.softmax(logits.float(), dim=1).cpu()
+    values, indices = probs.topk(min(TOP_CLASSES, probs.shape[1]), dim=1)
+    out = []
+    for image, p_row, i_row in zip(images, values.tolist(), indices.tolist(), strict=True):
+        top = [(loaded.mapping[i], float(p)) for p, i in zip(p_row, i_row, strict=True)]
+        out.append(
+            Reading(
+                text=top[0][0],
+                model_input=image,
+                top_classes=top,
+                kind=loaded.kind,
+                char_confidences=[top[0][1]],
+                confidence=top[0][1],
+            )
+        )
+    return out
+
+
+def read_files(
+    paths: Sequence[str | os.PathLike[str]],
+    loaded: LoadedModel,
+    *,
+    layout: str = "glyphs",
+    decode: LineDecoder | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    check_kind: bool = True,
+    batch_size: int = BATCH_SIZE,
+) -> Iterator[tuple[Path, Reading | PredictError]]:
+    """(path, its Reading or the PredictError that stopped it) for every path, in their order: a bad file is its
+    own error and the others are still read (`text-recognizer predict` with many inputs).
+
+    Files are prepared CHUNK at a time (decoded, their ink found, laid out as model inputs) and read in batches
+    of similar widths (read_model_inputs); only the small model inputs are kept, never more than CHUNK images.
+    """
+    for start in range(0, len(paths), CHUNK):
+        chunk = [Path(p) for p in paths[start : start + CHUNK]]
+        prepared: dict[int, np.ndarray] = {}
+        failed: dict[int, PredictError] = {}
+        for k, path in enumerate(chunk):
             try:
-                read = reading_decoder(loaded, decode)
-            except ValueError as exc:
-                raise PredictError(str(exc)) from exc
-            logits, steps = line_logits(loaded, image[None], _device_of(loaded))  # (1, C, T), (1,)
-            text = indices_to_text(read(logits, steps)[0], loaded.mapping)
-            return Reading(text=text, model_input=image, top_classes=[], kind=loaded.kind, steps=found)
-        logits = loaded.model(to_model_input(image[None], _device_of(loaded)))  # (1, num_classes)
-    probs = torch.softmax(logits[0].float(), dim=0).cpu()
-    values, indices = probs.topk(min(TOP_CLASSES, probs.numel()))
-    top = [(loaded.mapping[i], float(p)) for p, i in zip(values.tolist(), indices.tolist(), strict=True)]
-    return Reading(text=top[0][0], model_input=image, top_classes=top, kind=loaded.kind, steps=found)
+                gray = load_image(path, max_pixels=max_pixels)
+            except PredictError as exc:
+                failed[k] = exc
+                continue
+            try:
+                prepared[k] = _model_input(gray, loaded, layout=layout, check_kind=check_kind)[0]
+            except PredictError as exc:
+                failed[k] = PredictError(f"{shown_path(path)}: {exc}")
+        readings = dict(zip(prepared, read_model_inputs(list(prepared.values()), loaded, decode=decode,
+                                                        batch_size=batch_size), strict=True))  # fmt: skip
+        for k, path in enumerate(chunk):
+            yield path, failed[k] if k in failed else readings[k]
 
 
 def predict_file(
