@@ -257,13 +257,19 @@ def test_the_stage_writes_the_pick_in_the_metrics_and_the_reader(tmp_path, line_
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert stage.returncode == 0, stage.stderr
     line = json.loads((tmp_path / "evaluate.json").read_text())["line_cnn"]
-    assert set(line) == {"decoder", "val_cer", "test_cer", "test_line_acc", "greedy", "beam", "val_grid"}
+    assert set(line) == {"decoder", "val_cer", "test_cer", "test_line_acc", "greedy", "beam", "val_grid", "confidence"}
     assert set(line["greedy"]) == {"val_cer", "test_cer", "test_line_acc"}
     assert set(line["beam"]) == {"lm_weight", "length_bonus", "val_cer", "test_cer", "test_line_acc"}
     assert np.array(line["val_grid"]["beam_cer"]).shape == (2, 2)
     assert line["val_cer"] == min(line["greedy"]["val_cer"], *np.ravel(line["val_grid"]["beam_cer"]))
     reading = load_checkpoint(tmp_path / "reader.pt").extra["reading"]
-    assert set(reading) == {"decoder", "beam_width", "lm_weight", "length_bonus", "lm_sha256", "val_cer", "test_cer"}
+    assert set(reading) == {"decoder", "beam_width", "lm_weight", "length_bonus", "lm_sha256", "val_cer", "test_cer",
+                            "low_confidence_threshold", "confidence_decoder"}  # fmt: skip
+    confidence = line["confidence"]
+    assert confidence["decoder"] == reading["confidence_decoder"] == line["decoder"]
+    assert confidence["threshold"] == reading["low_confidence_threshold"]
+    assert confidence["val"]["lines"] == 6 and confidence["test"]["lines"] == 4
+    assert confidence["test"]["wrong"] == pytest.approx(1 - line["test_line_acc"])
     assert reading["decoder"] == line["decoder"] and reading["lm_sha256"] == file_digest(tmp_path / "char_lm.npz")
     assert (reading["lm_weight"], reading["length_bonus"]) == (line["beam"]["lm_weight"], line["beam"]["length_bonus"])
     assert reading["test_cer"] == {"greedy": line["greedy"]["test_cer"], "beam": line["beam"]["test_cer"]}
@@ -272,3 +278,24 @@ def test_the_stage_writes_the_pick_in_the_metrics_and_the_reader(tmp_path, line_
     recorded = beam(reading["lm_weight"], reading["length_bonus"]).reader(reading["beam_width"], lm)
     again = evaluate_lines(tmp_path / "reader.pt", lines, decoders={"beam": recorded}, device="cpu")
     assert again.cer == line["beam"]["test_cer"]
+    picked = evaluate_lines(tmp_path / "reader.pt", lines, decoders={"pick": recorded if line["decoder"] == "beam"
+                            else None}, device="cpu")  # fmt: skip
+    if confidence["threshold"] is not None:  # an untrained network may read every line alike: nothing to separate
+        flagged = picked.confidence["pick"] < confidence["threshold"]
+        assert confidence["test"]["flagged"] == pytest.approx(flagged.mean())
+
+
+def test_the_threshold_is_chosen_on_the_val_lines_read_with_the_pick(tmp_path, line_checkpoint, monkeypatch):
+    """Val lines: 'hurt' read right and surely, 'help' read wrong and unsurely (greedy): the threshold lies between
+    their confidences, and the test lines report what it flags."""
+    monkeypatch.setattr(evaluation, "line_logits", fabricated_logits)
+    lines = write_lines(tmp_path / "lines.h5", {"val": ["hurt"] * 3 + ["help"] * 2, "test": ["help", "hurt", "hurt"]})
+    params = evaluate_params(decoders=["greedy"], lm_weights=[0.0], length_bonuses=[0.0], beam_width=4)
+    choice = choose_decoder(line_checkpoint, lines, None, params, device="cpu")
+    assert list(choice.val_wrong) == [False] * 3 + [True] * 2
+    sure, unsure = choice.val_confidence[0], choice.val_confidence[3]
+    calibration = choice.metrics()["confidence"]
+    assert unsure < calibration["threshold"] < sure
+    assert calibration["val"]["wrong_among_flagged"] == 1.0 and calibration["val"]["wrong_among_unflagged"] == 0.0
+    assert calibration["test"]["flagged"] == calibration["test"]["wrong"] == pytest.approx(1 / 3)
+    assert choice.record("0" * 64)["low_confidence_threshold"] == calibration["threshold"]

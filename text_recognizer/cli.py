@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_MAX_PIXELS = 40_000_000  # the same as predict.DEFAULT_MAX_PIXELS; not imported, so --help stays fast
 READER = "models/line_reader.pt"  # dvc.yaml's evaluate output: the line checkpoint with the decoder it was read with
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what a folder's images are
+GLOB_CHARS = frozenset("*?[")
+TSV_COLUMNS = ("path", "text", "confidence", "low_confidence", "char_confidences", "decoder", "model_sha256", "error")
 
 
 def _pixels(text: str) -> int:
@@ -105,6 +111,44 @@ def _line_decoder(args: argparse.Namespace, loaded):  # (argparse, predict.Loade
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """One image file in the text format: today's reading (the text alone, or one line of error); anything else
+    (several inputs, a folder, a pattern, --format jsonl or tsv) is read in batches, one result per image."""
+    if len(args.images) == 1 and args.format == "text" and _is_plain(args.images[0]):
+        return _predict_one(args, Path(args.images[0]))
+    return _predict_many(args)
+
+
+def _is_plain(arg: str) -> bool:
+    """An argument that names one file (or nothing there): not a folder, and not a pattern that names no file."""
+    path = Path(arg)
+    return not path.is_dir() and (path.exists() or path.is_symlink() or not GLOB_CHARS & set(arg))
+
+
+def _expand(args: list[str]) -> Iterator[tuple[Path, str | None]]:
+    """(path, None) for every file the arguments name, in their order, or (argument, why it names none).
+
+    A folder names its image files (IMAGE_SUFFIXES, not its subfolders), sorted by name; a pattern (* ? [, quoted
+    so the shell leaves it) its matches, sorted, folders left out; anything else itself, checked when it is read.
+    """
+    from text_recognizer.reading.predict import shown_path
+
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+            if not files:
+                yield path, f"{shown_path(path)} is a directory, not an image file, and holds none to read"
+            yield from ((p, None) for p in files)
+        elif not _is_plain(arg):
+            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True) if not Path(m).is_dir())
+            if not matches:
+                yield path, f"{shown_path(arg)}: no image file matches this pattern"
+            yield from ((p, None) for p in matches)
+        else:
+            yield path, None
+
+
+def _predict_one(args: argparse.Namespace, image: Path) -> int:
     from PIL import Image
 
     from text_recognizer.io import OutputError, atomic_path, check_new_output
@@ -114,14 +158,14 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         if args.show_input is not None:  # before any work: a directory or an existing file is never replaced
             check_new_output(args.show_input, overwrite=args.overwrite)
-        gray = load_image(args.image, max_pixels=args.max_pixels)  # a bad image fails before the model loads
+        gray = load_image(image, max_pixels=args.max_pixels)  # a bad image fails before the model loads
         _check_default_model(args.model)
         loaded = load_model(args.model)
         decode = _line_decoder(args, loaded)
         try:
             reading = read_array(gray, loaded, layout=args.layout, decode=decode)
         except PredictError as exc:
-            raise PredictError(f"{shown_path(args.image)}: {exc}") from exc
+            raise PredictError(f"{shown_path(image)}: {exc}") from exc
     except (PredictError, OutputError) as err:  # checkpoint problems arrive as PredictError too
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -140,10 +184,118 @@ def _predict(args: argparse.Namespace) -> int:
             return 1
     if not reading.text:
         hint = "" if args.show_input else " (--show-input OUT.png draws each step to what it saw)"
-        print(f"error: {args.image}: the model read no characters{hint}", file=sys.stderr)
+        print(f"error: {image}: the model read no characters{hint}", file=sys.stderr)
         return 1
     print(reading.text)
     return 0
+
+
+def _predict_many(args: argparse.Namespace) -> int:
+    """Every input read with one model load, in batches; one result per image in input order (--format), a bad
+    image its own error, and status 1 at the end when any image failed."""
+    from tqdm import tqdm
+
+    from text_recognizer.data.download import file_digest
+    from text_recognizer.reading.predict import PredictError, load_model, read_files, shown_path
+
+    try:
+        if args.show_input is not None:
+            raise PredictError("--show-input draws one image: give a single image file, in the text format")
+        _check_default_model(args.model)
+        loaded = load_model(args.model)
+        decode = _line_decoder(args, loaded)
+        digest = file_digest(args.model)
+    except (PredictError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    entries = list(_expand(args.images))
+    found = [path for path, why in entries if why is None]
+    reading = loaded.extra.get("reading")
+    decoder = _used_decoder(args, loaded, reading)
+    threshold = _threshold(reading, decoder)
+    out = _Output(args.format, decoder=decoder, digest=digest, threshold=threshold)
+    failed = 0
+    results = read_files(found, loaded, layout=args.layout, decode=decode, max_pixels=args.max_pixels)
+    bar = tqdm(
+        total=len(entries), file=sys.stderr, unit="image", disable=not (sys.stderr.isatty() and len(entries) > 1)
+    )
+    with bar:
+        for path, why in entries:
+            if why is None:
+                _, result = next(results)
+                if isinstance(result, PredictError):
+                    why = str(result)
+                elif not result.text:
+                    why = f"{shown_path(path)}: the model read no characters"
+            if why is None:
+                out.reading(path, result)
+            else:
+                failed += 1
+                out.error(path, why)
+            bar.update()
+    return 1 if failed else 0
+
+
+def _used_decoder(args: argparse.Namespace, loaded, reading: object) -> str:  # loaded: predict.LoadedModel
+    """The decoder's name as records give it: greedy or beam, argmax for a per-window line model or a glyph model."""
+    if loaded.kind == "char" or loaded.arch == "simple":
+        return "argmax"
+    return _decoder_name(args, reading)
+
+
+def _threshold(reading: object, decoder: str) -> float | None:
+    """The reader's low-confidence threshold (chosen by evaluate on the val lines), when it was chosen for the
+    lines read with `decoder`; None otherwise (no record, no threshold, or another decoder)."""
+    if not isinstance(reading, dict) or reading.get("confidence_decoder") != decoder:
+        return None
+    threshold = reading.get("low_confidence_threshold")
+    return float(threshold) if isinstance(threshold, int | float) else None
+
+
+class _Output:
+    """Writes predict's results in one format: text (PATH<TAB>text; errors on stderr), jsonl or tsv."""
+
+    def __init__(self, form: str, *, decoder: str, digest: str, threshold: float | None) -> None:
+        self.form, self.decoder, self.digest, self.threshold = form, decoder, digest, threshold
+        if form == "tsv":
+            print("\t".join(TSV_COLUMNS), flush=True)
+
+    def _fields(self, path: Path, reading) -> dict:  # reading: predict.Reading
+        low = None if self.threshold is None else bool(reading.confidence < self.threshold)
+        return {
+            "path": str(path),
+            "text": reading.text,
+            "confidence": round(float(reading.confidence), 4),
+            "low_confidence": low,
+            "char_confidences": [round(c, 4) for c in reading.char_confidences],
+            "decoder": self.decoder,
+            "model_sha256": self.digest,
+        }
+
+    def reading(self, path: Path, reading) -> None:
+        from text_recognizer.reading.predict import shown_path
+
+        fields = self._fields(path, reading)
+        if self.form == "jsonl":
+            print(json.dumps(fields, ensure_ascii=False), flush=True)
+        elif self.form == "tsv":
+            fields["path"] = shown_path(path)
+            fields["low_confidence"] = "" if fields["low_confidence"] is None else str(fields["low_confidence"]).lower()
+            fields["char_confidences"] = ",".join(f"{c:g}" for c in fields["char_confidences"])
+            print("\t".join(str(fields.get(c, "")) for c in TSV_COLUMNS), flush=True)
+        else:
+            print(f"{shown_path(path)}\t{reading.text}", flush=True)
+
+    def error(self, path: Path, why: str) -> None:
+        from text_recognizer.reading.predict import shown_path
+
+        if self.form == "jsonl":
+            print(json.dumps({"path": str(path), "error": why}, ensure_ascii=False), flush=True)
+        elif self.form == "tsv":
+            row = {"path": shown_path(path), "error": " ".join(why.split())}
+            print("\t".join(row.get(c, "") for c in TSV_COLUMNS), flush=True)
+        else:
+            print(f"error: {why}", file=sys.stderr, flush=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -206,8 +358,32 @@ def _model_option(parser: argparse.ArgumentParser) -> None:
 
 def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`predict IMAGE`: the options that choose how an image is brought to the model and decoded."""
-    predict = commands.add_parser("predict", help="print the text of a line image (or the class of a glyph image)")
-    predict.add_argument("image", type=Path, help="PNG or JPEG; dark ink on light paper or the reverse")
+    predict = commands.add_parser(
+        "predict",
+        help="print the text of line images (or the class of glyph images)",
+        description="Read line images (or glyph images with models/cnn.pt) with one model load, in batches. "
+        "One image file in the text format prints its text alone. Several inputs, a folder or a pattern print one "
+        "result per image in input order: text: PATH<TAB>TEXT; jsonl: one JSON object per image (path, text, "
+        "confidence, low_confidence, char_confidences, decoder, model_sha256; a bad image: path and error); tsv: a "
+        "header row, then one row per image with those columns and error. A bad image is reported (text: a line "
+        "on stderr) and the others are still read. Exit status: 0 when every image was read, 1 when any was not "
+        "(or the model or an option was refused, before any image is read), 2 for a misused command line.",
+    )
+    predict.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="PNG or JPEG files (dark ink on light paper or the reverse), folders (their image files, sorted) or "
+        "quoted patterns such as 'scans/*.png' (expanded here, sorted)",
+    )
+    predict.add_argument(
+        "--format",
+        choices=["text", "jsonl", "tsv"],
+        default="text",
+        help="text (default), jsonl or tsv. confidence: the line's CTC probability of its text per character "
+        "(a glyph's softmax probability); char_confidences: one per character; low_confidence: below the threshold "
+        "the evaluate stage chose on the val lines (null/empty when the model records none for this decoder)",
+    )
     _model_option(predict)
     predict.add_argument(
         "--layout",
@@ -221,7 +397,7 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--show-input",
         metavar="OUT.png",
         help="draw each step to a new PNG: the image, the ink mask, the line stood upright, what the model saw "
-        "(an existing file only with --overwrite)",
+        "(one image file in the text format only; an existing file only with --overwrite)",
     )
     predict.add_argument("--overwrite", action="store_true", help="let --show-input replace an existing file")
     _max_pixels_option(predict)
