@@ -241,3 +241,9 @@ def test_confident_readings_are_right_more_often(offline_models):
 
         logits, steps = line_logits(loaded, images, torch.device("cpu"))
     assert greedy == ["".join(LINE_TOKENS[i] for i in row) for row in greedy_decode(logits, steps)]
+
+
+def test_a_batch_of_empty_readings_has_no_characters_to_align():
+    logits = frames({"": 0.9, "a": 0.1}, {"": 0.9, "b": 0.1}).expand(3, -1, -1)
+    confs = ctc_confidences(logits, torch.tensor([2, 1, 2]), [[], [], []])
+    assert [(len(c.chars), c.line) for c in confs] == [(0, 0.0)] * 3

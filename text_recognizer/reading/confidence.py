@@ -84,8 +84,9 @@ def ctc_paths(log_probs: np.ndarray, lengths: np.ndarray, texts: Sequence[Sequen
     delta[:, :2] = emit[:, 0, :2]
     back = np.zeros((batch, steps, states), dtype=np.int8)  # how many states the path moved to reach each state
     for t in range(1, steps):
-        one = np.pad(delta[:, :-1], ((0, 0), (1, 0)), constant_values=-np.inf)
-        two = np.where(skip, np.pad(delta[:, :-2], ((0, 0), (2, 0)), constant_values=-np.inf), -np.inf)
+        one, two = np.full_like(delta, -np.inf), np.full_like(delta, -np.inf)  # from one state back, from two
+        one[:, 1:], two[:, 2:] = delta[:, :-1], delta[:, :-2]
+        two[~skip] = -np.inf
         moves = np.stack([delta, one, two])  # (3, B, S)
         back[:, t] = moves.argmax(axis=0)
         active = (t < lengths)[:, None]
