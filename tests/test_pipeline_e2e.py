@@ -289,6 +289,11 @@ def test_predict_beam_reads_as_evaluate_did_from_any_folder(repo: PipelineRepo, 
     setting = ("lm_weight", "length_bonus")
     assert [reading[k] for k in setting] == [metrics["beam"][k] for k in setting]
     assert reading["lm_weight"] in evaluate["lm_weights"] and reading["length_bonus"] in evaluate["length_bonuses"]
+    confidence = metrics["confidence"]  # the low-confidence threshold, chosen on the val lines read with the pick
+    assert reading["low_confidence_threshold"] == confidence["threshold"]
+    assert reading["confidence_decoder"] == confidence["decoder"] == metrics["decoder"]
+    assert confidence["val"]["lines"] == 32 and confidence["test"]["lines"] == 32  # TINY's num_val and num_test
+    assert confidence["test"]["wrong"] == pytest.approx(1 - metrics["test_line_acc"])
     beam = line_decoder("beam", beam_width=reading["beam_width"], lm=CharLM.load(lm), lm_weight=reading["lm_weight"],
                         length_bonus=reading["length_bonus"])  # fmt: skip
     lines_h5 = repo.path / "data" / "processed" / "emnist_lines.h5"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,8 +121,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _is_plain(arg: str) -> bool:
     """An argument that names one file (or nothing there): not a folder, and not a pattern that names no file."""
-    path = Path(arg)
-    return not path.is_dir() and (path.exists() or path.is_symlink() or not GLOB_CHARS & set(arg))
+    # os.path's tests, not Path's: a path under a folder closed to us is "not there" (load_image says why), not
+    # a PermissionError
+    return not os.path.isdir(arg) and (os.path.lexists(arg) or not GLOB_CHARS & set(arg))
 
 
 def _expand(args: list[str]) -> Iterator[tuple[Path, str | None]]:
@@ -134,8 +136,12 @@ def _expand(args: list[str]) -> Iterator[tuple[Path, str | None]]:
 
     for arg in args:
         path = Path(arg)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+        if os.path.isdir(arg):
+            try:
+                files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+            except OSError as err:
+                yield path, f"cannot read the folder {shown_path(path)}: {(err.strerror or str(err)).lower()}"
+                continue
             if not files:
                 yield path, f"{shown_path(path)} is a directory, not an image file, and holds none to read"
             yield from ((p, None) for p in files)
