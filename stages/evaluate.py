@@ -7,7 +7,9 @@ The decoder is picked on the val lines (reading/decoder_choice.py): greedy, or b
 language model at the (lm_weight, length_bonus) of params.yaml's grid that reads them best; the test
 lines give the pick's figure (`line_cnn.test_cer`) beside greedy's and the best beam setting's. READER_CKPT
 is the line checkpoint again, recording how it was read here (the pick, the beam setting, the LM's
-sha256, val and test CERs): what `text-recognizer predict` reads with, so that it never consults params.yaml.
+sha256, val and test CERs, and the line confidence below which predict flags a reading, chosen on the val lines
+read with the pick: reading/calibration.py): what `text-recognizer predict` reads with, so that it never consults
+params.yaml. metrics/evaluate.json's `line_cnn.confidence` says what that threshold flags on the val and test lines.
 A line_model.arch simple checkpoint has no CTC outputs for the grid: it is read by the argmax of each window
 (decoder_choice.read_per_window), and that is its pick and its greedy figure.
 
