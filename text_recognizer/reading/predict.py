@@ -461,9 +461,30 @@ def read_array(
     gray = np.asarray(gray)
     if gray.ndim != 2 or gray.size == 0:
         raise PredictError(f"expected a (height, width) grayscale image, got shape {gray.shape}")
-    image, found = _model_input(gray, loaded, layout=layout, check_kind=check_kind)
-    reading = read_model_inputs([image], loaded, decode=decode)[0]
+    images, found = _candidates(gray, loaded, layout=layout, check_kind=check_kind)
+    reading = _most_confident(read_model_inputs(images, loaded, decode=decode))
     return dataclasses.replace(reading, steps=found)
+
+
+def _candidates(
+    gray: np.ndarray, loaded: LoadedModel, *, layout: str, check_kind: bool
+) -> tuple[list[np.ndarray], paper.Ink]:
+    """The model inputs an image is read as: its layout's, and for a line already 28 px high read with the glyph
+    layout, also the line as it is.
+
+    A 28-px-high line may be drawn like the training lines (an EMNISTLines image: its overlapping glyphs
+    merge, and cutting them apart and refitting them reads 6x worse) or be a tiny crop of a page; the
+    model's own confidence (reading/confidence.py) tells which reading to keep (_most_confident).
+    """
+    image, found = _model_input(gray, loaded, layout=layout, check_kind=check_kind)
+    if loaded.kind == "line" and loaded.arch != "simple" and layout == "glyphs" and gray.shape[0] == GLYPH_SIZE:
+        return [image, _line_as_is(gray, int(loaded.model_kwargs.get("window_width", GLYPH_SIZE)))], found
+    return [image], found
+
+
+def _most_confident(readings: Sequence[Reading]) -> Reading:
+    """The reading with the highest line confidence; the first (the layout's own) on a tie."""
+    return max(readings, key=lambda r: -1.0 if r.confidence is None else r.confidence)
 
 
 def read_model_inputs(
@@ -556,7 +577,7 @@ def read_files(
     """
     for start in range(0, len(paths), CHUNK):
         chunk = [Path(p) for p in paths[start : start + CHUNK]]
-        prepared: dict[int, np.ndarray] = {}
+        prepared: dict[int, list[np.ndarray]] = {}
         failed: dict[int, PredictError] = {}
         for k, path in enumerate(chunk):
             try:
@@ -565,11 +586,12 @@ def read_files(
                 failed[k] = exc
                 continue
             try:
-                prepared[k] = _model_input(gray, loaded, layout=layout, check_kind=check_kind)[0]
+                prepared[k] = _candidates(gray, loaded, layout=layout, check_kind=check_kind)[0]
             except PredictError as exc:
                 failed[k] = PredictError(f"{shown_path(path)}: {exc}")
-        readings = dict(zip(prepared, read_model_inputs(list(prepared.values()), loaded, decode=decode,
-                                                        batch_size=batch_size), strict=True))  # fmt: skip
+        flat = [image for images in prepared.values() for image in images]
+        read = iter(read_model_inputs(flat, loaded, decode=decode, batch_size=batch_size))
+        readings = {k: _most_confident([next(read) for _ in images]) for k, images in prepared.items()}
         for k, path in enumerate(chunk):
             yield path, failed[k] if k in failed else readings[k]
 
