@@ -88,7 +88,7 @@ def queue_commands(seeds: str) -> dict[str, list[str]]:
     }
 
 
-def run_all(repo: PipelineRepo, seeds: str) -> None:
+def run_all(repo: PipelineRepo, seeds: str, jobs: int) -> None:
     """The baseline once in the workspace (it fills the cache), then every family through one queue worker."""
     started = time.perf_counter()
     repo.dvc("repro")
@@ -98,7 +98,7 @@ def run_all(repo: PipelineRepo, seeds: str) -> None:
     for family, command in queue_commands(seeds).items():
         print(f"{family}: dvc {shlex.join(command)}", flush=True)
         repo.dvc(*command)
-    repo.dvc("queue", "start", "--jobs", "1")
+    repo.dvc("queue", "start", "--jobs", str(jobs))
     while True:
         time.sleep(30)
         status = repo.dvc("queue", "status").stdout
@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--seeds", default="0,1,2", help="training seeds (default 0,1,2)")
     parser.add_argument("--quick", action="store_true", help="a tiny recipe: a smoke run of the commands")
+    parser.add_argument("--jobs", type=int, default=1, help="queue workers (default 1: the times stay comparable)")
     parser.add_argument("--table-only", action="store_true", help="only read the experiments of WORKDIR")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         repo = PipelineRepo.create(path, recipe(args.quick))
         repo.env["TEXT_RECOGNIZER_DOWNLOADS"] = str(REPO / "data" / "downloads")  # the package cache, shared
         repo.env["OMP_NUM_THREADS"] = "1"  # a contended 2-core machine stalls with 2 threads per process
-        run_all(repo, args.seeds)
+        run_all(repo, args.seeds, args.jobs)
     table = experiments(repo)
     rows = labs_table(table)
     print("\n| model | test accuracy / CER (pick) | greedy CER | train_* stage time (s) |\n| --- | --- | --- | --- |")
