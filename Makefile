@@ -23,7 +23,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,app,browser-test]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,app,browser-test,onnx]'
 	touch $@
 
 repro: setup
