@@ -102,6 +102,21 @@ class _LineGraph(nn.Module):
         return model.classifier(seq.transpose(1, 2)[:, :, None, :])[:, :, 0, :]  # (B, C, T); dropout: eval
 
 
+class _SimpleGraph(nn.Module):
+    """LineCNNSimple with its input padded to whole windows first: its own padding counts windows as -(-W // 28),
+    which the TorchScript exporter turns into a division that rounds toward zero (one window short). Padding
+    with black is what the model does itself, so the logits are the same."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        width = images.shape[3]
+        windows = (width + GLYPH_SIZE - 1) // GLYPH_SIZE  # non-negative operands: every exporter floors alike
+        return self.model(nn.functional.pad(images, (0, windows * GLYPH_SIZE - width)))
+
+
 def file_sha256(path: Path) -> str:
     """The sha256 of a file, read in chunks: the metadata names the exact checkpoint it came from."""
     digest = hashlib.sha256()
@@ -118,7 +133,7 @@ def _graph(loaded: LoadedModel) -> tuple[nn.Module, tuple[torch.Tensor, ...], li
     width = 4 * int(loaded.model.window_width)  # any width >= one window: the axis is dynamic
     images = torch.zeros(2, 1, GLYPH_SIZE, width)
     if loaded.arch == "simple":
-        return loaded.model, (images,), ["images"], {0: "batch", 3: "width"}
+        return _SimpleGraph(loaded.model).eval(), (images,), ["images"], {0: "batch", 3: "width"}
     steps = loaded.model.output_length(width)
     return (
         _LineGraph(loaded.model).eval(),
