@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -29,7 +30,7 @@ from text_recognizer.reading.evaluation import line_logits, reading_decoder
 from text_recognizer.reading.onnx_model import OnnxModel, ink_extents
 
 
-def torch_reader(checkpoint: Path, device: torch.device):
+def torch_reader(checkpoint: Path, device: torch.device) -> Callable[[np.ndarray], list[str]]:
     """A function reading a uint8 batch (N, 28, W) into texts, as evaluate_lines does."""
     loaded = load_checkpoint(checkpoint, map_location=device, expected_kind="line", needed_by="onnx_speed")
     decode = reading_decoder(loaded)
@@ -42,7 +43,9 @@ def torch_reader(checkpoint: Path, device: torch.device):
     return read
 
 
-def lines_per_second(read, images: np.ndarray, batch: int, repeats: int) -> tuple[float, list[str]]:
+def lines_per_second(
+    read: Callable[[np.ndarray], list[str]], images: np.ndarray, batch: int, repeats: int
+) -> tuple[float, list[str]]:
     """Best rate over `repeats` passes over `images` in batches of `batch`, and the texts of the last pass."""
     best, texts = 0.0, []
     for _ in range(repeats):

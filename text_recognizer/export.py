@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from text_recognizer import __version__
+from text_recognizer.errors import ProjectError
 from text_recognizer.io import atomic_path, check_new_output
 from text_recognizer.metadata import GLYPH_SIZE
 from text_recognizer.models.checkpoint import LoadedModel, load_checkpoint
@@ -49,7 +50,7 @@ Exporter = Literal["torchscript", "dynamo"]
 EXTRA_KEYS = ("reading", "lines", "glyphs", "val_metrics")
 
 
-class ExportError(RuntimeError):
+class ExportError(ProjectError, RuntimeError):
     """An export that cannot be done: a missing package, a network the exporter cannot handle."""
 
 
