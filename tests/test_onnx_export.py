@@ -335,3 +335,13 @@ def test_benchmark_quick_run(offline_models, tmp_path, monkeypatch):
         figures = data["results"][batch]
         assert figures["same_texts"] == figures["lines"] == 32
         assert figures["torch_lines_per_s"] > 0 and figures["onnxruntime_lines_per_s"] > 0
+
+
+def test_export_without_the_onnx_extra_names_it(offline_models, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    with pytest.raises(ExportError, match=r"needs onnxscript, not installed: pip install 'text-recognizer\[onnx\]'"):
+        export_onnx(offline_models / "line_cnn.pt", tmp_path / "line.onnx")
+    assert list(tmp_path.iterdir()) == []
