@@ -93,6 +93,36 @@ def test_line_logits_match_torch_within_each_line(offline_models, exported, test
     assert worst < LOGIT_TOLERANCE
 
 
+def padded_batch(test_images: np.ndarray, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, list[int]]:
+    """`batch` test lines cut to random widths and padded with black to the widest, as predict batches images of
+    several widths; and their widths."""
+    widths = rng.integers(40, test_images.shape[2] + 1, batch).tolist()
+    images = np.zeros((batch, GLYPH_SIZE, max(widths)), dtype=np.uint8)
+    for row, (index, width) in enumerate(zip(rng.choice(len(test_images), batch), widths, strict=True)):
+        images[row, :, :width] = test_images[index, :, :width]
+    return images, widths
+
+
+def assert_same_line_logits(model: OnnxModel, loaded, images: np.ndarray, widths: list[int] | None = None) -> None:
+    with torch.inference_mode():
+        expected, expected_lengths = line_logits(loaded, images, CPU, widths)
+    logits, lengths = model.line_logits(images, widths)
+    assert logits.shape == tuple(expected.shape)
+    np.testing.assert_array_equal(lengths, expected_lengths.numpy())
+    assert np.abs(valid_logits(logits - expected.numpy(), lengths)).max() < LOGIT_TOLERANCE
+
+
+def test_padded_batches_of_own_widths_match_torch(offline_models, exported, test_images):
+    """predict's batches: lines of several widths padded to the widest, each read up to its own width."""
+    loaded = load_checkpoint(offline_models / "line_cnn.pt")
+    model = OnnxModel(exported["line"])
+    rng = np.random.default_rng(1)
+    for batch in (1, 6, 20):
+        assert_same_line_logits(model, loaded, *padded_batch(test_images, rng, batch))
+    with pytest.raises(onnx_model.InputError, match="widths"):
+        model.line_logits(test_images[:2], [100])
+
+
 @pytest.mark.parametrize("batch", [1, 3, 17])
 def test_dynamic_batch_and_width(offline_models, exported, test_images, batch):
     """Widths the export never saw (it traced 112 columns), lines of their own lengths, any batch size."""
@@ -206,6 +236,7 @@ def test_other_line_archs_match_torch(tmp_path, test_images, kwargs, exporter):
         decode = torch_window_decode if loaded.arch == "simple" else torch_greedy
         texts = [indices_to_text(row, loaded.mapping) for row in decode(expected, lengths)]
         assert model.decode(logits, onnx_lengths) == texts
+    assert_same_line_logits(model, loaded, *padded_batch(test_images, np.random.default_rng(2), 9))
     if loaded.arch == "simple":  # narrower than one window: padded to it, as the torch model pads
         with torch.inference_mode():
             expected = loaded.model(to_model_input(test_images[:2, :, :11], CPU)).numpy()

@@ -53,15 +53,23 @@ def _on_lattice(widths: np.ndarray, window_width: int, window_stride: int) -> np
     return window_width + -(-steps // window_stride) * window_stride
 
 
-def crop_lines(images: np.ndarray, window_width: int, window_stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """(images cut to the columns the batch needs, each line's CTC steps (N,) int64): line_geometry.crop_lines
-    on a (N, 28, W) batch, so that the logits within each line's steps are those of its full-width image."""
+def crop_lines(
+    images: np.ndarray, window_width: int, window_stride: int, widths: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(images cut to the columns the batch needs, each line's CTC steps (N,) int64) of a (N, 28, W) batch, as
+    evaluation.line_logits crops for the torch model (line_geometry.crop_lines), so that the logits within each
+    line's steps are those of its image alone. `widths` (N,): the lines' own widths in a batch padded on the right
+    to its widest; no line is then read past its own width."""
     image_width = images.shape[-1]
     if image_width < window_width:
         raise InputError(f"line image width {image_width} is narrower than window_width {window_width}")
-    widths = np.minimum(_on_lattice(ink_extents(images) + INK_MARGIN, window_width, window_stride), image_width)
-    lengths = (widths - window_width) // window_stride + 1
-    keep = int(np.minimum(_on_lattice(widths.max(initial=0) + RIGHT_CONTEXT, window_width, window_stride), image_width))
+    own = np.minimum(_on_lattice(ink_extents(images) + INK_MARGIN, window_width, window_stride), image_width)
+    if widths is not None:
+        own = np.minimum(own, np.asarray(widths, dtype=np.int64))
+        if len(own) and own.min() < window_width:
+            raise InputError(f"line widths must be >= window_width {window_width}, got {int(own.min())}")
+    lengths = (own - window_width) // window_stride + 1
+    keep = int(np.minimum(_on_lattice(own.max(initial=0) + RIGHT_CONTEXT, window_width, window_stride), image_width))
     return images[..., :keep], lengths.astype(np.int64)
 
 
@@ -180,15 +188,20 @@ class OnnxModel:
             x = np.pad(x, ((0, 0), (0, 0), (0, 0), (0, GLYPH_SIZE - x.shape[3])))
         return self.session.run(["logits"], feeds)[0]
 
-    def line_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def line_logits(self, images: np.ndarray, widths: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(logits (N, C, T), lengths (N,)) of a batch of lines cut to what it needs, as evaluation.line_logits
-        gives them (a simple model reads the whole image, every window counts)."""
+        gives them: a simple model reads the whole image (every window counts, or those within `widths`). `widths`
+        (N,): the lines' own widths in a batch padded on the right to its widest (see crop_lines)."""
         if self.kind != "line":
             raise OnnxModelError(f"{self.path} is a char model: use logits() on (N, 28, 28) glyphs")
+        if widths is not None and len(widths) != len(images):
+            raise InputError(f"{len(widths)} widths for {len(images)} lines")
         if self.arch == "simple":
             logits = self.logits(images)
-            return logits, np.full(len(logits), logits.shape[2], dtype=np.int64)
-        cropped, lengths = crop_lines(np.asarray(images), self.window_width, self.window_stride)
+            if widths is None:
+                return logits, np.full(len(logits), logits.shape[2], dtype=np.int64)
+            return logits, np.array([self.output_length(int(w)) for w in widths], dtype=np.int64)
+        cropped, lengths = crop_lines(np.asarray(images), self.window_width, self.window_stride, widths)
         return self.logits(cropped, lengths), lengths
 
     def decode(self, logits: np.ndarray, lengths: np.ndarray | None = None) -> list[str]:
