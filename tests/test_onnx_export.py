@@ -376,3 +376,64 @@ def test_export_without_the_onnx_extra_names_it(offline_models, tmp_path, monkey
     with pytest.raises(ExportError, match=r"needs onnxscript, not installed: pip install 'text-recognizer\[onnx\]'"):
         export_onnx(offline_models / "line_cnn.pt", tmp_path / "line.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the command line: `text-recognizer export`, and `predict --model FILE.onnx` ------------------------------------
+
+
+def _test_line_pngs(test_images: np.ndarray, folder: Path, count: int) -> list[Path]:
+    from PIL import Image
+
+    folder.mkdir()
+    paths = []
+    for i, image in enumerate(test_images[:count]):
+        Image.fromarray(255 - image).save(folder / f"line{i:03d}.png")  # dark ink on white paper, as a scan
+        paths.append(folder / f"line{i:03d}.png")
+    return paths
+
+
+def _tsv(main, capsys, *args: str) -> tuple[int, list[list[str]]]:
+    code = main(["predict", *args, "--format", "tsv"])
+    return code, [row.split("\t") for row in capsys.readouterr().out.splitlines()[1:]]
+
+
+@pytest.mark.parametrize("layout", ["glyphs", "line"])
+def test_predict_reads_an_onnx_file_as_the_checkpoint(offline_models, exported, test_images, tmp_path, capsys, layout):
+    """The same texts and confidences (to the printed 4 digits) through the CLI, whichever runs the network; the
+    glyph layout also runs the network while it lays glyphs out (touching letters are cut by the model's vote)."""
+    from text_recognizer.cli import main
+
+    pngs = _test_line_pngs(test_images, tmp_path / "pngs", 30)
+    torch_code, torch_rows = _tsv(main, capsys, str(tmp_path / "pngs"), "--model",
+                                  str(offline_models / "line_cnn.pt"), "--layout", layout)  # fmt: skip
+    onnx_code, onnx_rows = _tsv(main, capsys, str(tmp_path / "pngs"), "--model", str(exported["line"]),
+                                "--layout", layout)  # fmt: skip
+    assert onnx_code == torch_code  # 1 when a line is refused (one glyph: "use the character model"), for both
+    assert [r[0] for r in onnx_rows] == [str(p) for p in pngs]
+    read = [r for r in onnx_rows if r[1]]
+    assert len(read) >= 25, onnx_rows
+    assert [r[1:4] + r[7:] for r in onnx_rows] == [r[1:4] + r[7:] for r in torch_rows]  # text, confidences, errors
+    digest = hashlib.sha256(exported["line"].read_bytes()).hexdigest()
+    assert {r[6] for r in read} == {digest}  # the file that read them
+
+
+def test_export_command_writes_a_readable_file_and_refuses_to_replace_one(offline_models, tmp_path, capsys):
+    from text_recognizer.cli import main
+
+    out = tmp_path / "cnn.onnx"
+    assert main(["export", str(offline_models / "cnn.pt"), "-o", str(out), "--exporter", "torchscript"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert OnnxModel(out).kind == "char"
+    before = out.read_bytes()
+    assert main(["export", str(offline_models / "cnn.pt"), "-o", str(out), "--exporter", "torchscript"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "exists" in err and len(err.strip().splitlines()) == 1, err
+    assert out.read_bytes() == before
+    notes = tmp_path / "notes.pt"
+    notes.write_text("not a checkpoint\n")
+    assert main(["export", str(notes)]) == 1
+    err = capsys.readouterr().err
+    assert "notes.pt" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "notes.onnx").exists()
+    with pytest.raises(SystemExit):
+        main(["export", str(offline_models / "cnn.pt"), "--opset", "7"])

@@ -31,6 +31,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _opset(text: str) -> int:
+    value = int(text)
+    if not 13 <= value <= 21:
+        raise argparse.ArgumentTypeError(f"must be an ONNX opset 13..21, got {value}")
+    return value
+
+
 def _max_pixels_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-pixels",
@@ -352,13 +359,55 @@ def _show_lines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """`export MODEL`: the network as an ONNX file with what reading needs in its metadata; one line on failure."""
+    from text_recognizer.errors import is_project_error
+    from text_recognizer.export import export_onnx
+
+    out = args.output if args.output is not None else args.model.with_suffix(".onnx")
+    try:
+        written = export_onnx(args.model, out, opset=args.opset, overwrite=args.overwrite, exporter=args.exporter)
+    except Exception as err:  # the project's errors (a bad path, not a checkpoint, no onnx installed) in one line
+        if not is_project_error(err):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(written)
+    return 0
+
+
+def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`export MODEL --format onnx`: a model to read elsewhere, with onnxruntime and no torch."""
+    export = commands.add_parser(
+        "export",
+        help="write a checkpoint as an ONNX file (dynamic batch and width) to read with onnxruntime",
+        description="Write MODEL's network as ONNX with dynamic batch and (line models) width axes. Its metadata "
+        "holds the mapping, the arch and its settings, the reading record that the evaluate stage wrote (decoder, "
+        "beam settings, the LM's sha256, the low-confidence threshold), the drawn statistics and the checkpoint's "
+        "sha256. `text-recognizer predict --model FILE.onnx` reads with it (needs the onnx extra: "
+        "pip install 'text-recognizer[onnx]').",
+    )
+    export.add_argument("model", type=Path, help=f"a checkpoint (e.g. {READER}, models/cnn.pt)")
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only format, the default)")
+    export.add_argument("-o", "--output", type=Path, default=None, help="a new .onnx file (default: MODEL.onnx)")
+    export.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    export.add_argument(
+        "--exporter",
+        choices=["dynamo", "torchscript"],
+        default="dynamo",
+        help="torch's exporter: dynamo (default; every head) or torchscript (faster, refuses a transformer head)",
+    )
+    export.add_argument("--opset", type=_opset, default=18, help="ONNX opset, 13..21 (default 18)")
+
+
 def _model_option(parser: argparse.ArgumentParser) -> None:
     """--model, the same for predict and serve: both read with the evaluate stage's reader by default."""
     parser.add_argument(
         "--model",
         type=Path,
         default=Path(READER),
-        help=f"checkpoint (default: {READER}, the line model as the evaluate stage read it; models/cnn.pt for glyphs)",
+        help=f"checkpoint (default: {READER}, the line model as the evaluate stage read it; models/cnn.pt for glyphs), "
+        "or an .onnx file written by `text-recognizer export` (run by onnxruntime)",
     )
 
 
@@ -452,6 +501,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_predict(commands)
     _add_serve(commands)
     _add_show_lines(commands)
+    _add_export(commands)
     return parser
 
 
@@ -463,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "show-lines":
         return _show_lines(args)
+    if args.command == "export":
+        return _export(args)
     return 0
 
 

@@ -170,10 +170,17 @@ class OnnxModel:
         """The network's output for a uint8 batch (N, 28, W) (char models: W = 28): (N, C) for a char model,
         (N, C, T) for a line model. `lengths` (N,): each line's steps, for a CTC model whose head reads lines
         up to their length (default: every step); line_logits computes them from the ink."""
-        x = to_model_input(images)
+        return self.run(to_model_input(images), lengths)
+
+    def run(self, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """`logits` of a batch already scaled as to_model_input scales it: (N, 1, 28, W) float32 in [0, 1] (the
+        entry point of predict's torch-module adapter, which scales with the torch code)."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise InputError(f"expected a (N, 1, {GLYPH_SIZE}, W) float batch, got {x.shape}")
         if x.shape[2] != GLYPH_SIZE or (self.kind == "char" and x.shape[3] != GLYPH_SIZE):
             expected = f"(N, {GLYPH_SIZE}, {GLYPH_SIZE})" if self.kind == "char" else f"(N, {GLYPH_SIZE}, W)"
-            raise InputError(f"{self.path} takes {expected} images, got {tuple(np.shape(images))}")
+            raise InputError(f"{self.path} takes {expected} images, got {(x.shape[0], *x.shape[2:])}")
         feeds: dict[str, np.ndarray] = {"images": x}
         if "lengths" in self._inputs:
             steps = self.output_length(x.shape[3])

@@ -24,12 +24,13 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from text_recognizer.errors import InputError
 from text_recognizer.lit_models.ctc import indices_to_text
 from text_recognizer.metadata import GLYPH_SIZE
 from text_recognizer.models.checkpoint import CheckpointError, Kind, LoadedModel, load_checkpoint
@@ -43,6 +44,9 @@ from text_recognizer.reading.evaluation import (
     to_model_input,
 )
 from text_recognizer.reading.normalize import GLYPH_BOX, BlankImageError
+
+if TYPE_CHECKING:
+    from text_recognizer.reading.onnx_model import OnnxModel
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -425,13 +429,56 @@ def load_model(
     device: str | torch.device | None = None,
     expected_kind: Kind | None = None,
 ) -> LoadedModel:
-    """A checkpoint rebuilt for prediction (on the GPU when there is one); PredictError when it cannot be used."""
+    """A checkpoint rebuilt for prediction (on the GPU when there is one), or an exported `.onnx` file run by
+    onnxruntime (OnnxNetwork); PredictError when it cannot be used."""
+    if Path(checkpoint_path).suffix == ".onnx":
+        return _load_onnx(Path(checkpoint_path), expected_kind)
     try:
         return load_checkpoint(
             checkpoint_path, map_location=default_device(device), expected_kind=expected_kind, needed_by="predict"
         )
     except CheckpointError as exc:
         raise PredictError(f"cannot predict: {exc}") from exc
+
+
+class OnnxNetwork(torch.nn.Module):
+    """An exported network (text_recognizer.export) behind the torch module interface that predict reads through:
+    the same preprocessing, batching, decoders and confidences read it, while onnxruntime runs the network.
+    No parameters: its inputs stay on the CPU."""
+
+    def __init__(self, onnx: OnnxModel) -> None:
+        super().__init__()
+        self.onnx = onnx
+        if onnx.kind == "line" and onnx.arch != "simple":
+            self.window_width, self.window_stride = onnx.window_width, onnx.window_stride
+
+    def output_length(self, image_width: int) -> int:
+        return self.onnx.output_length(image_width)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        steps = None if lengths is None else lengths.cpu().numpy()
+        return torch.from_numpy(self.onnx.run(x.cpu().numpy(), steps))
+
+
+def _load_onnx(path: Path, expected_kind: Kind | None) -> LoadedModel:
+    """An exported model as a LoadedModel whose network onnxruntime runs; its metadata holds what the checkpoint
+    held (mapping, arch, the reading record, the drawn statistics)."""
+    from text_recognizer.reading.onnx_model import OnnxModel  # onnxruntime: the optional onnx extra
+
+    try:
+        onnx = OnnxModel(path)
+    except InputError as exc:
+        raise PredictError(f"cannot predict: {exc}") from exc
+    if expected_kind is not None and onnx.kind != expected_kind:
+        raise PredictError(f"cannot predict: {path} is a {onnx.kind} model, not a {expected_kind} one")
+    return LoadedModel(
+        kind=onnx.kind,  # type: ignore[arg-type]  # "char" or "line", as exported
+        model=OnnxNetwork(onnx).eval(),
+        mapping=onnx.mapping,
+        model_kwargs=onnx.model_kwargs,
+        extra=onnx.extra,
+        path=path,
+    )
 
 
 def _device_of(loaded: LoadedModel) -> torch.device:
