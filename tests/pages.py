@@ -107,6 +107,7 @@ def make_page(
     return Page(gray=gray, texts=[pool[k][1] for k in picks], lines=lines)
 
 
-def alone(line: np.ndarray, photo: str, seed: int = 0, margin: int = 20) -> np.ndarray:
-    """One line set alone on its own paper, as the same photo, level: what it reads as without the page."""
-    return PHOTOS[photo](to_gray(np.pad(line, margin)), seed)
+def alone(line: np.ndarray, photo: str, skew: float = 0.0, seed: int = 0, margin: int = 20) -> np.ndarray:
+    """One line set alone on its own paper, as the same photo with the same skew: what it reads as without
+    the page (as if each line had been photographed on its own)."""
+    return PHOTOS[photo](to_gray(rotate(np.pad(line, margin), skew)), seed)

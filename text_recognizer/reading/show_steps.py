@@ -4,7 +4,8 @@ A misreading is explained by the first step that went wrong, so all four are dra
 bottom, each under a labelled band: the image as decoded (grayscale, upright by EXIF), the ink
 mask the threshold found, the ink stood upright (or left as it was, with the slant measured), and
 what the model saw, MODEL_SCALE times its size with nearest-neighbour pixels so that it can be
-read back exactly.
+read back exactly. For a page (page.py), `page_figure` draws each line's box on the input, numbered in reading
+order, with the skew it measured.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from text_recognizer.reading.page import PageLayout
 from text_recognizer.reading.paper import SLANT_GAIN, SLANT_MIN, Ink
 
 MODEL_SCALE = 3  # the model's 28-px input is drawn this many times its size
@@ -70,4 +72,28 @@ def steps_figure(gray: np.ndarray, steps: Ink, model_input: np.ndarray) -> Image
         draw.text((4, y + 2), label, fill=(255, 255, 255))
         figure.paste(panel.convert("RGB"), (0, y + LABEL_HEIGHT))
         y += LABEL_HEIGHT + panel.height
+    return figure
+
+
+PAGE_BOX_COLOUR = (230, 40, 40)  # the lines' boxes on the page (no grayscale panel holds this colour)
+MAX_PAGE_WIDTH = 1200  # the page figure is drawn at most this wide
+
+
+def page_figure(gray: np.ndarray, layout: PageLayout) -> Image.Image:
+    """An RGB picture of a page with each line's box drawn on the input (a rotated rectangle when the page is
+    skewed) and numbered in reading order, under a LABEL_COLOUR band saying the skew and the line count."""
+    gray = np.asarray(gray)
+    scale = min(1.0, MAX_PAGE_WIDTH / gray.shape[1])
+    panel = _panel(gray, scale).convert("RGB")
+    figure = Image.new("RGB", (max(MIN_WIDTH, panel.width), LABEL_HEIGHT + panel.height), BACKGROUND)
+    figure.paste(panel, (0, LABEL_HEIGHT))
+    draw = ImageDraw.Draw(figure)
+    levelled = "levelled" if layout.rotated else "not levelled"
+    label = f"{len(layout.lines)} lines, skew {layout.skew_degrees:+.1f} degrees ({levelled}); ink: {layout.how}"
+    draw.rectangle([0, 0, figure.width - 1, LABEL_HEIGHT - 1], fill=LABEL_COLOUR)
+    draw.text((4, 2), label, fill=(255, 255, 255))
+    for k, line in enumerate(layout.lines, start=1):
+        points = [(x * scale, LABEL_HEIGHT + y * scale) for x, y in line.corners]
+        draw.polygon(points, outline=PAGE_BOX_COLOUR, width=2)
+        draw.text((points[0][0] + 2, points[0][1] + 1), str(k), fill=PAGE_BOX_COLOUR)
     return figure
