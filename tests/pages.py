@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import h5py
@@ -37,6 +38,7 @@ class Page:
     gray: np.ndarray
     texts: list[str]
     lines: list[np.ndarray]  # each line's ink fraction as placed, before skew
+    centres: list[tuple[float, float]]  # each line's ink-box centre (x, y) in `gray`, skew included
 
 
 def emnist_test_lines(h5_path: Path) -> list[tuple[np.ndarray, str]]:
@@ -65,9 +67,11 @@ def zoom(frac: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.float64), 0.0, 1.0)
 
 
-def compose(lines: list[np.ndarray], gaps: list[int], indents: list[int], margin: int = 20) -> np.ndarray:
+def compose(
+    lines: list[np.ndarray], gaps: list[int], indents: list[int], margin: int = 20
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """Lines (ink fraction) stacked top to bottom, `gaps[k]` rows between line k and k + 1 (negative: they
-    overlap, ink combined by maximum) and line k shifted right by `indents[k]`."""
+    overlap, ink combined by maximum) and line k shifted right by `indents[k]`; with each line's centre (x, y)."""
     tops = [margin]
     for line, gap in zip(lines[:-1], gaps, strict=True):
         tops.append(tops[-1] + line.shape[0] + gap)
@@ -77,7 +81,10 @@ def compose(lines: list[np.ndarray], gaps: list[int], indents: list[int], margin
     for line, top, indent in zip(lines, tops, indents, strict=True):
         window = page[top : top + line.shape[0], margin + indent : margin + indent + line.shape[1]]
         np.maximum(window, line, out=window)
-    return page
+    centres = [
+        (margin + i + line.shape[1] / 2, t + line.shape[0] / 2) for line, t, i in zip(lines, tops, indents, strict=True)
+    ]
+    return page, centres
 
 
 def rotate(frac: np.ndarray, degrees: float) -> np.ndarray:
@@ -86,6 +93,16 @@ def rotate(frac: np.ndarray, degrees: float) -> np.ndarray:
         return frac
     img = Image.fromarray(frac.astype(np.float32), mode="F")
     return np.asarray(img.rotate(degrees, Image.Resampling.BILINEAR, expand=True, fillcolor=0.0), dtype=np.float64)
+
+
+def rotate_point(x: float, y: float, shape: tuple[int, int], degrees: float) -> tuple[float, float]:
+    """Where `rotate` takes the point (x, y) of an image of `shape` (Pillow turns about the centre, then grows)."""
+    h, w = shape
+    t = math.radians(degrees)
+    c, s = math.cos(t), math.sin(t)
+    out_w, out_h = abs(w * c) + abs(h * s), abs(w * s) + abs(h * c)
+    dx, dy = x - w / 2, y - h / 2
+    return out_w / 2 + dx * c + dy * s, out_h / 2 - dx * s + dy * c
 
 
 def to_gray(frac: np.ndarray) -> np.ndarray:
@@ -102,9 +119,11 @@ def make_page(
     lines = [pool[k][0] for k in picks]
     gaps = [int(g) for g in rng.integers(gap_range[0], gap_range[1] + 1, size=n_lines - 1)]
     indents = [int(i) for i in rng.integers(0, indent_max + 1, size=n_lines)]
-    frac = rotate(compose(lines, gaps, indents), skew)
+    level, centres = compose(lines, gaps, indents)
+    frac = rotate(level, skew)
     gray = PHOTOS[photo](to_gray(frac), int(rng.integers(1 << 30)))
-    return Page(gray=gray, texts=[pool[k][1] for k in picks], lines=lines)
+    centres = [rotate_point(x, y, level.shape, skew) if skew else (x, y) for x, y in centres]
+    return Page(gray=gray, texts=[pool[k][1] for k in picks], lines=lines, centres=centres)
 
 
 def alone(line: np.ndarray, photo: str, skew: float = 0.0, seed: int = 0, margin: int = 20) -> np.ndarray:
