@@ -55,9 +55,11 @@ MIN_LINE_GAP = 0.6  # peaks of the profile closer than this many letter heights 
 VALLEY_SHARE = 0.6  # two peaks are two lines when the profile between them falls below this share of the lower
 DOT_SIZE = 0.35  # a component at most this many letter heights tall and wide may be a dot (of an i or j)...
 DOT_GAP = 0.5  # ...of a letter under or over it, this many letter heights away, when its band has none
+STRAY_REACH = 0.5  # a component that is not a letter, this many letter heights beyond its line's letters, is dropped
 BRIDGE_HEIGHT = 1.5  # a component this many letter heights tall...
 BRIDGE_SHARE = 0.2  # ...with this share of its ink beyond a valley bridges two lines: it is cut there
 CROP_MARGIN = 0.2  # a line's crop has this share of its height of paper around the ink (as preprocess_line)
+FRINGE = 2.0  # ink this many pixels from a line's mask is its anti-aliased fringe (the mask is grown by one)
 FOREIGN_GROW = 2  # other lines' ink in a crop is painted over this many pixels beyond it (its fringe)
 
 
@@ -243,6 +245,12 @@ def _line_labels(mask: np.ndarray) -> tuple[np.ndarray, int]:
         near = (shared > 0) & (gap <= DOT_GAP * letter)
         if near.any() and not (letter_line[near] == line_of[i + 1]).any():
             line_of[i + 1] = letter_line[near][np.argmin(gap[near])]
+    for k in np.unique(line_of[1:][letters]):  # a speck far from its line's letters (noise, dirt) is no part of it
+        own = letters & (line_of[1:] == k)
+        lo, hi = top[own].min() - STRAY_REACH * letter, bottom[own].max() + STRAY_REACH * letter
+        lft, rgt = left[own].min() - STRAY_REACH * letter, right[own].max() + STRAY_REACH * letter
+        far = ~letters & (line_of[1:] == k) & ((bottom < lo) | (top > hi) | (right < lft) | (left > rgt))
+        line_of[1:][far] = 0
     out = line_of[labels]
     second = np.sort(share, axis=1)[:, -2] if lines > 1 else np.zeros(n)
     bridges = np.flatnonzero(letters & (heights >= BRIDGE_HEIGHT * letter) & (second >= BRIDGE_SHARE))
@@ -321,8 +329,9 @@ def find_lines(gray: np.ndarray) -> PageLayout:
     level_ink = _rotate(ink, skew) if rotated else ink
     level_mask = _rotate(mask.astype(np.float32), skew) >= 0.5 if rotated else mask
     labels, n = _line_labels(level_mask)
-    _, (near_y, near_x) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-    nearest = labels[near_y, near_x]  # every pixel of the level page: the line of the nearest labelled ink
+    distance, (near_y, near_x) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    # every pixel of the level page near a line's ink: that line (its anti-aliased fringe); a dropped speck: none
+    nearest = np.where(distance <= FRINGE, labels[near_y, near_x], 0)
     level_owner = np.where(level_ink > 0, nearest, 0)
     owner = _owners(ink, nearest, skew, rotated)
     if owner.shape != g.shape:  # found at the working scale: each input pixel takes the nearest one's line
