@@ -160,3 +160,37 @@ def test_length_bonus_and_argument_checks() -> None:
         beam_decode(logits, beam_width=0)
     with pytest.raises(ValueError, match="classes"):
         beam_decode(logits, beam_width=2, lm=CharLM.fit("ab", 2, tokens=TOY), lm_weight=1.0)
+
+
+@pytest.mark.parametrize(("classes", "steps"), [(3, 4), (4, 5)])
+def test_share_is_the_best_texts_probability_when_the_beam_holds_every_text(classes: int, steps: int) -> None:
+    """Without an LM the labellings' CTC probabilities sum to 1, so an exhaustive beam's share of the best text is
+    its probability: the share is a probability over texts, not a score."""
+    rng = np.random.default_rng(classes * steps)
+    logits = toy_logits(rng, 5, classes, steps)
+    result = beam_search(logits, beam_width=2048, excluded=(), top_k=classes)
+    for i in range(len(logits)):
+        scores = brute_force(line_log_probs(logits, i))
+        best = max(scores, key=lambda labels: scores[labels][0])
+        assert result.shares[i] == pytest.approx(np.exp(scores[best][0]), rel=1e-6)
+
+
+def test_share_is_high_for_a_clear_line_and_near_a_half_for_a_coin_flip() -> None:
+    clear = peaked([{"c": 0.98}, {"": 0.98}, {"a": 0.98}, {"": 0.98}, {"t": 0.98}])
+    coin = peaked([{"c": 0.98}, {"": 0.98}, {"a": 0.49, "o": 0.49}, {"": 0.98}, {"t": 0.98}])
+    rows = beam_decode(torch.cat([clear, coin]), beam_width=16)
+    assert indices_to_text(rows[0], LINE_TOKENS) == "cat"
+    shares = rows.line_confidence  # beam_decode hands its shares over with the rows (confidence.DecodedRows)
+    assert shares[0] > 0.85, shares
+    assert 0.3 < shares[1] < 0.55, shares
+    from text_recognizer.reading.confidence import ctc_confidences
+    from text_recognizer.reading.evaluation import line_confidences
+
+    class Line:  # line_confidences reads only the arch of the loaded model
+        arch = "ctc"
+
+    lengths = torch.tensor([5, 5])
+    found = line_confidences(Line(), torch.cat([clear, coin]), lengths, rows)
+    assert [c.line for c in found] == pytest.approx(shares.tolist())
+    aligned = ctc_confidences(torch.cat([clear, coin]), lengths, list(rows))  # the characters stay the alignment's
+    assert all(np.array_equal(a.chars, f.chars) for a, f in zip(aligned, found, strict=True))

@@ -76,7 +76,11 @@ def _midranks(values: np.ndarray) -> np.ndarray:
     return sums[inverse] / counts[inverse]
 
 
-MEASURE = "ctc text probability per character"  # reading/confidence.py: what `confidence` means in the figures
+MEASURES = {  # reading/confidence.py: what `confidence` means in the figures, per decoder
+    "greedy": "ctc text probability per character",
+    "beam": "the text's share of the beam's probability",
+    "argmax": "windows' probability per character",
+}
 RULE = "Youden's J on the val lines: max(share of wrong lines flagged - share of right lines flagged)"
 
 
@@ -88,7 +92,7 @@ def calibrate(
     threshold = choose_threshold(val_confidence, val_wrong)
     return {
         "decoder": decoder,
-        "measure": MEASURE,
+        "measure": MEASURES.get(decoder, MEASURES["greedy"]),
         "rule": RULE,
         "threshold": threshold,
         "val": flag_figures(val_confidence, val_wrong, threshold),

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from text_recognizer.metadata import BLANK_INDEX, PAD_INDEX
 from text_recognizer.reading.char_lm import CharLM
+from text_recognizer.reading.confidence import DecodedRows
 
 _MUL1, _MUL2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
 _NONE = -2  # length of an empty beam slot: no prefix length matches it
@@ -42,6 +43,7 @@ class BeamResult:
     ctc_log_probs: np.ndarray  # (B,) log P_ctc(labelling) summed over the paths the beam kept
     lm_log_probs: np.ndarray  # (B,) log P_lm(labelling), end of line included; 0 without an LM
     scores: np.ndarray  # (B,) ctc + lm_weight * lm + length_bonus * length
+    shares: np.ndarray  # (B,) exp(score) of the best over the sum over the final beam: how clearly it won
 
 
 def _extend_hash(h: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -301,7 +303,10 @@ def _best(
     best = np.argmax(final, axis=1)
     labels = _backtrack(back_src, back_label, best)
     pick_best = (np.arange(batch), best)
-    return BeamResult(labels, ctc[pick_best], lm_total[pick_best], final[pick_best])
+    live = np.where(np.isfinite(final), final, -np.inf)  # empty slots (fewer prefixes than the beam) count nothing
+    top = live[pick_best]
+    shares = np.where(np.isfinite(top), 1.0 / np.exp(live - top[:, None]).sum(axis=1), 0.0)
+    return BeamResult(labels, ctc[pick_best], lm_total[pick_best], final[pick_best], shares)
 
 
 def _backtrack(back_src: list[np.ndarray], back_label: list[np.ndarray], slot: np.ndarray) -> list[list[int]]:
@@ -327,8 +332,9 @@ def beam_decode(
     length_bonus: float = 0.0,
     top_k: int = 16,
 ) -> list[list[int]]:
-    """Best labelling of each line (indices into LINE_TOKENS, no blanks), as ctc.greedy_decode returns."""
-    return beam_search(
+    """Best labelling of each line (indices into LINE_TOKENS, no blanks), as ctc.greedy_decode returns, with each
+    text's share of its beam as the line confidence (confidence.DecodedRows)."""
+    result = beam_search(
         logits,
         beam_width=beam_width,
         lm=lm,
@@ -336,4 +342,5 @@ def beam_decode(
         input_lengths=input_lengths,
         length_bonus=length_bonus,
         top_k=top_k,
-    ).labels
+    )
+    return DecodedRows(result.labels, result.shares)

@@ -30,7 +30,13 @@ from text_recognizer.lit_models.ctc import (
 from text_recognizer.lit_models.windows import window_decode
 from text_recognizer.models.checkpoint import LoadedModel, load_checkpoint
 from text_recognizer.reading.char_lm import CharLM
-from text_recognizer.reading.confidence import Confidence, ctc_confidences, text_probabilities, window_confidences
+from text_recognizer.reading.confidence import (
+    Confidence,
+    ctc_confidences,
+    decoder_line_confidence,
+    text_probabilities,
+    window_confidences,
+)
 from text_recognizer.reading.decoding import beam_decode
 
 
@@ -231,7 +237,11 @@ def line_confidences(
     simple (per-window) model from each character's window."""
     if loaded.arch == "simple":
         return window_confidences(logits, rows)
-    return ctc_confidences(logits, lengths, rows)
+    found = ctc_confidences(logits, lengths, rows)
+    shares = decoder_line_confidence(rows)  # beam search's own: the text's share of the beam
+    if shares is None:
+        return found
+    return [dataclasses.replace(c, line=float(share)) for c, share in zip(found, shares, strict=True)]
 
 
 def line_confidence(
@@ -240,7 +250,8 @@ def line_confidence(
     """Only the lines' confidences (B,), as line_confidences gives them, without aligning characters (cheaper)."""
     if loaded.arch == "simple":
         return np.array([c.line for c in window_confidences(logits, rows)])
-    return text_probabilities(logits, lengths, rows)
+    shares = decoder_line_confidence(rows)
+    return shares if shares is not None else text_probabilities(logits, lengths, rows)
 
 
 def evaluate_lines(
