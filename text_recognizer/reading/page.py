@@ -357,19 +357,16 @@ def find_lines(gray: np.ndarray) -> PageLayout:
 # --- reading ----------------------------------------------------------------------------------------
 
 
-def read_page(
-    gray: np.ndarray,
-    loaded: LoadedModel,
-    *,
-    decode: LineDecoder | None = None,
-    layout: str = "glyphs",
-    page: PageLayout | None = None,
-) -> list[tuple[Box, Reading]]:
-    """Each line of a page read by a line checkpoint (predict.read_array on its crop), top to bottom.
+def prepare_lines(
+    gray: np.ndarray, loaded: LoadedModel, *, layout: str = "glyphs", page: PageLayout | None = None
+) -> tuple[PageLayout, list[tuple[list[np.ndarray], paper.Ink]]]:
+    """(the page's lines, each line's candidate model inputs and how its ink was found), top to bottom.
 
-    `page` is `find_lines(gray)` when the caller has it already. The shape check is off for the
-    crops: a line of one short word is still a line. PredictError (one line) for a blank image, a
-    character checkpoint, or a line the reader refuses (the message says which line).
+    Prepared, not read: predict reads every line of every image in the same batches. A line's crop is
+    prepared as predict.read_array prepares a line image, with the shape check off (a line of one short
+    word is still a line); when the reader refuses the crop (it took in ink the page's threshold missed)
+    the line's own ink (`ink_crop`) is prepared instead. PredictError (one line) for a blank image, a
+    character checkpoint, or a line refused both ways (the message says which line).
     """
     from text_recognizer.reading import predict  # here, so that predict may import this module to offer pages
 
@@ -378,18 +375,40 @@ def read_page(
     if page is None:
         try:
             page = find_lines(gray)
-        except normalize.BlankImageError as exc:
+        except ValueError as exc:  # normalize.BlankImageError too
             raise predict.PredictError(str(exc)) from exc
-        except ValueError as exc:
-            raise predict.PredictError(str(exc)) from exc
+    if not page.lines:
+        raise predict.PredictError("the image is blank: no line of text found")
     out = []
     for k, line in enumerate(page.lines, start=1):
         try:
-            reading = predict.read_array(line.crop, loaded, layout=layout, check_kind=False, decode=decode)
-        except predict.PredictError:  # the photo's crop took in ink the page's threshold missed: its own ink only
+            out.append(predict.candidate_inputs(line.crop, loaded, layout=layout, check_kind=False))
+        except predict.PredictError:
             try:
-                reading = predict.read_array(line.ink_crop, loaded, layout=layout, check_kind=False, decode=decode)
+                out.append(predict.candidate_inputs(line.ink_crop, loaded, layout=layout, check_kind=False))
             except predict.PredictError as exc:
                 raise predict.PredictError(f"line {k} of {len(page.lines)}: {exc}") from exc
-        out.append((line.box, reading))
-    return out
+    return page, out
+
+
+def read_page(
+    gray: np.ndarray,
+    loaded: LoadedModel,
+    *,
+    decode: LineDecoder | None = None,
+    layout: str = "glyphs",
+    page: PageLayout | None = None,
+) -> list[tuple[Box, Reading]]:
+    """Each line of a page read by a line checkpoint, top to bottom: prepare_lines' inputs read in one batched
+    call (predict.read_model_inputs), each line's most confident candidate kept, as predict.read_array keeps.
+
+    `page` is `find_lines(gray)` when the caller has it already. PredictError as prepare_lines says.
+    """
+    from text_recognizer.reading import predict
+
+    page, prepared = prepare_lines(gray, loaded, layout=layout, page=page)
+    read = iter(predict.read_model_inputs([i for images, _ in prepared for i in images], loaded, decode=decode))
+    return [
+        (line.box, dataclasses.replace(predict.most_confident([next(read) for _ in images]), steps=found))
+        for line, (images, found) in zip(page.lines, prepared, strict=True)
+    ]

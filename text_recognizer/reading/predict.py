@@ -10,8 +10,12 @@ EMNISTLines.
 Bad input is refused with a PredictError of one line: a path that is missing, a directory, a
 FIFO or device, unreadable or empty; an image with more pixels than `max_pixels` (checked from
 the header, before anything is decoded); a file that does not decode (not an image, truncated,
-corrupt); a blank image; several lines of text given to the line model; and a single glyph given
-to the line model or a line given to the character model.
+corrupt); a blank image; several lines of text given to a one-line layout (`glyphs`, `line`); and a
+single glyph given to the line model or a line given to the character model.
+
+`read_image` reads an image as a page when asked (`layout="page"`) or when it holds several lines
+(`layout="auto"`): page.py cuts it into lines, and every line's model input is read in the same batches
+(read_model_inputs) as other images' inputs.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from text_recognizer.reading.evaluation import (
     to_model_input,
 )
 from text_recognizer.reading.normalize import GLYPH_BOX, BlankImageError
+from text_recognizer.reading.page import Box, PageLayout, prepare_lines
 
 if TYPE_CHECKING:
     from text_recognizer.reading.onnx_model import OnnxModel
@@ -51,23 +56,31 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "GLYPH_BOX",
+    "IMAGE_LAYOUTS",
     "LAYOUTS",
     "LoadedModel",
+    "PageReading",
     "PredictError",
     "Reading",
+    "SeveralLinesError",
+    "candidate_inputs",
+    "check_layout",
     "load_image",
     "load_model",
+    "most_confident",
     "predict_file",
     "preprocess_char",
     "preprocess_line",
     "read_array",
     "read_files",
+    "read_image",
     "read_model_inputs",
     "shown_path",
 ]
 
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: any phone photo, far below a decompression bomb
-LAYOUTS = ("glyphs", "line")
+LAYOUTS = ("glyphs", "line")  # how one line is brought to the model
+IMAGE_LAYOUTS = ("auto", "page", *LAYOUTS)  # read_image's: a page cut into lines, or one line as LAYOUTS say
 TOP_CLASSES = 5
 LINE_ASPECT = 2.0  # a single glyph group wider than this many heights is joined-up writing, not one character
 CHAR_LINE_ASPECT = 1.5  # several glyphs in a box at least this wide are a line, not one character
@@ -88,6 +101,17 @@ class PredictError(RuntimeError):
     """The image or the checkpoint cannot be used for prediction."""
 
 
+class SeveralLinesError(PredictError):
+    """Several lines of text given to a one-line layout: its own type so that `auto` reads the image as a page."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__(
+            f"found {lines} lines of text; predict reads one line: crop the image to one line "
+            "(or read it as a page: --layout page)"
+        )
+        self.lines = lines
+
+
 @dataclasses.dataclass
 class Reading:
     """What a model read in an image, with the image it actually saw (to show why a reading went wrong)."""
@@ -99,6 +123,26 @@ class Reading:
     steps: paper.Ink | None = None  # how the ink was found and stood upright (`--show-input` draws it)
     char_confidences: list[float] = dataclasses.field(default_factory=list)  # one per character of `text`
     confidence: float | None = None  # the line's (reading/confidence.py); a glyph's softmax probability
+
+
+@dataclasses.dataclass
+class PageReading:
+    """An image read as a page (page.py): each line's box (input pixels) and reading, top to bottom."""
+
+    lines: list[tuple[Box, Reading]]
+    layout: PageLayout | None = None  # how the lines were found: read_image keeps it (--show-input), read_files not
+
+    @property
+    def text(self) -> str:
+        """The lines' texts, one per row (a page's text in every output)."""
+        return "\n".join(reading.text for _, reading in self.lines)
+
+    @property
+    def confidence(self) -> float | None:
+        """The least confident line's: a page is as trustworthy as its weakest line, and this falls below a line
+        threshold exactly when some line does."""
+        values = [r.confidence for _, r in self.lines if r.confidence is not None]
+        return min(values) if values else None
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -330,7 +374,7 @@ def _model_input(
     if loaded.kind == "line" and len(glyphs) > 1:  # one glyph ("=" too) is one character, whatever its bands
         lines = normalize.count_lines(work)
         if lines > 1:  # read as one line, the lines' glyphs interleave into nonsense
-            raise PredictError(f"found {lines} lines of text; predict reads one line: crop the image to one line")
+            raise SeveralLinesError(lines)
     as_is = layout == "line" and loaded.kind == "line" and gray.shape[0] == GLYPH_SIZE
     if check_kind and not as_is:  # a 28-px line read as a line was declared one: "a" is a line of one character
         _check_shape(loaded, glyphs)
@@ -508,12 +552,83 @@ def read_array(
     gray = np.asarray(gray)
     if gray.ndim != 2 or gray.size == 0:
         raise PredictError(f"expected a (height, width) grayscale image, got shape {gray.shape}")
-    images, found = _candidates(gray, loaded, layout=layout, check_kind=check_kind)
-    reading = _most_confident(read_model_inputs(images, loaded, decode=decode))
+    images, found = candidate_inputs(gray, loaded, layout=layout, check_kind=check_kind)
+    reading = most_confident(read_model_inputs(images, loaded, decode=decode))
     return dataclasses.replace(reading, steps=found)
 
 
-def _candidates(
+def read_image(
+    gray: np.ndarray,
+    loaded: LoadedModel,
+    *,
+    layout: str = "auto",
+    check_kind: bool = True,
+    decode: LineDecoder | None = None,
+) -> Reading | PageReading:
+    """Read a (H, W) grayscale image as one line (layout "glyphs" or "line": read_array) or as a page of lines.
+
+    "page" cuts the image into lines (page.find_lines) and reads each; "auto" reads a page when the
+    one-line reader finds several lines (SeveralLinesError) and otherwise exactly as read_array with the
+    glyph layout does, so a one-line image reads as it always did. All lines are read in one batched call.
+    """
+    gray = np.asarray(gray)
+    if gray.ndim != 2 or gray.size == 0:
+        raise PredictError(f"expected a (height, width) grayscale image, got shape {gray.shape}")
+    check_layout(loaded, layout)
+    prepared = _prepare(gray, loaded, layout=layout, check_kind=check_kind, keep=True)
+    return prepared.finish(iter(read_model_inputs(prepared.images(), loaded, decode=decode)))
+
+
+def check_layout(loaded: LoadedModel, layout: str) -> None:
+    """Refuse, before any image is read, a layout that is not one and a page given to a character model."""
+    if layout not in IMAGE_LAYOUTS:
+        raise PredictError(f"layout must be one of {', '.join(IMAGE_LAYOUTS)}, got {layout!r}")
+    if layout == "page" and loaded.kind != "line":
+        raise PredictError(f"reading a page needs a line checkpoint, got a {loaded.kind} one")
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """An image's model inputs before reading: one entry per line (a single one unless read as a page)."""
+
+    lines: list[tuple[list[np.ndarray], paper.Ink | None]]  # each line's candidate inputs, and how its ink was found
+    boxes: list[Box] | None  # each line's box when read as a page; None for one line
+    layout: PageLayout | None = None
+
+    def images(self) -> list[np.ndarray]:
+        return [image for images, _ in self.lines for image in images]
+
+    def finish(self, read: Iterator[Reading]) -> Reading | PageReading:
+        """The image's reading from the readings of its `images()`, taken in order from `read`."""
+        readings = [
+            dataclasses.replace(most_confident([next(read) for _ in images]), steps=found)
+            for images, found in self.lines
+        ]
+        if self.boxes is None:
+            return readings[0]
+        return PageReading(list(zip(self.boxes, readings, strict=True)), self.layout)
+
+
+def _prepare(gray: np.ndarray, loaded: LoadedModel, *, layout: str, check_kind: bool, keep: bool) -> _Prepared:
+    """The model inputs of an image as `layout` reads it (read_image); `keep`: also the ink steps and the page
+    layout (large: read_files drops them)."""
+    if layout != "page":
+        try:
+            one = "glyphs" if layout == "auto" else layout
+            images, found = candidate_inputs(gray, loaded, layout=one, check_kind=check_kind)
+            return _Prepared([(images, found if keep else None)], None)
+        except SeveralLinesError:
+            if layout != "auto":
+                raise
+    found_lines, prepared = prepare_lines(gray, loaded)
+    return _Prepared(
+        [(images, ink if keep else None) for images, ink in prepared],
+        [line.box for line in found_lines.lines],
+        found_lines if keep else None,
+    )
+
+
+def candidate_inputs(
     gray: np.ndarray, loaded: LoadedModel, *, layout: str, check_kind: bool
 ) -> tuple[list[np.ndarray], paper.Ink]:
     """The model inputs an image is read as: its layout's, and for a line already 28 px high read with the glyph
@@ -521,7 +636,7 @@ def _candidates(
 
     A 28-px-high line may be drawn like the training lines (an EMNISTLines image: its overlapping glyphs
     merge, and cutting them apart and refitting them reads 6x worse) or be a tiny crop of a page; the
-    model's own confidence (reading/confidence.py) tells which reading to keep (_most_confident).
+    model's own confidence (reading/confidence.py) tells which reading to keep (most_confident).
     """
     image, found = _model_input(gray, loaded, layout=layout, check_kind=check_kind)
     if loaded.kind == "line" and loaded.arch != "simple" and layout == "glyphs" and gray.shape[0] == GLYPH_SIZE:
@@ -529,7 +644,7 @@ def _candidates(
     return [image], found
 
 
-def _most_confident(readings: Sequence[Reading]) -> Reading:
+def most_confident(readings: Sequence[Reading]) -> Reading:
     """The reading with the highest line confidence; the first (the layout's own) on a tie."""
     return max(readings, key=lambda r: -1.0 if r.confidence is None else r.confidence)
 
@@ -615,16 +730,19 @@ def read_files(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     check_kind: bool = True,
     batch_size: int = BATCH_SIZE,
-) -> Iterator[tuple[Path, Reading | PredictError]]:
-    """(path, its Reading or the PredictError that stopped it) for every path, in their order: a bad file is its
-    own error and the others are still read (`text-recognizer predict` with many inputs).
+) -> Iterator[tuple[Path, Reading | PageReading | PredictError]]:
+    """(path, its Reading, PageReading or the PredictError that stopped it) for every path, in their order: a bad
+    file is its own error and the others are still read (`text-recognizer predict` with many inputs).
 
-    Files are prepared CHUNK at a time (decoded, their ink found, laid out as model inputs) and read in batches
-    of similar widths (read_model_inputs); only the small model inputs are kept, never more than CHUNK images.
+    Files are prepared CHUNK at a time (decoded, their ink found, a page cut into lines, laid out as model
+    inputs) and all their inputs, a page's lines among them, read in batches of similar widths
+    (read_model_inputs); only the small model inputs (and a page's line boxes) are kept, never more than CHUNK
+    images. `layout` as read_image's; a bad one (or a page for a character model) is refused before any file.
     """
+    check_layout(loaded, layout)
     for start in range(0, len(paths), CHUNK):
         chunk = [Path(p) for p in paths[start : start + CHUNK]]
-        prepared: dict[int, list[np.ndarray]] = {}
+        prepared: dict[int, _Prepared] = {}
         failed: dict[int, PredictError] = {}
         for k, path in enumerate(chunk):
             try:
@@ -633,12 +751,12 @@ def read_files(
                 failed[k] = exc
                 continue
             try:
-                prepared[k] = _candidates(gray, loaded, layout=layout, check_kind=check_kind)[0]
+                prepared[k] = _prepare(gray, loaded, layout=layout, check_kind=check_kind, keep=False)
             except PredictError as exc:
                 failed[k] = PredictError(f"{shown_path(path)}: {exc}")
-        flat = [image for images in prepared.values() for image in images]
+        flat = [image for one in prepared.values() for image in one.images()]
         read = iter(read_model_inputs(flat, loaded, decode=decode, batch_size=batch_size))
-        readings = {k: _most_confident([next(read) for _ in images]) for k, images in prepared.items()}
+        readings = {k: one.finish(read) for k, one in prepared.items()}
         for k, path in enumerate(chunk):
             yield path, failed[k] if k in failed else readings[k]
 
