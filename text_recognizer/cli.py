@@ -14,7 +14,10 @@ DEFAULT_MAX_PIXELS = 40_000_000  # the same as predict.DEFAULT_MAX_PIXELS; not i
 READER = "models/line_reader.pt"  # dvc.yaml's evaluate output: the line checkpoint with the decoder it was read with
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # what a folder's images are
 GLOB_CHARS = frozenset("*?[")
-TSV_COLUMNS = ("path", "text", "confidence", "low_confidence", "char_confidences", "decoder", "model_sha256", "error")
+# `line` last, so that a one-line image's row keeps every older column where it was (its `line` is empty)
+TSV_COLUMNS = (
+    "path", "text", "confidence", "low_confidence", "char_confidences", "decoder", "model_sha256", "error", "line"
+)  # fmt: skip
 
 
 def _pixels(text: str) -> int:
@@ -162,11 +165,8 @@ def _expand(args: list[str]) -> Iterator[tuple[Path, str | None]]:
 
 
 def _predict_one(args: argparse.Namespace, image: Path) -> int:
-    from PIL import Image
-
     from text_recognizer.io import OutputError, atomic_path, check_new_output
-    from text_recognizer.reading.predict import PredictError, load_image, load_model, read_array, shown_path
-    from text_recognizer.reading.show_steps import steps_figure
+    from text_recognizer.reading.predict import PredictError, load_image, load_model, read_image, shown_path
 
     try:
         if args.show_input is not None:  # before any work: a directory or an existing file is never replaced
@@ -176,7 +176,7 @@ def _predict_one(args: argparse.Namespace, image: Path) -> int:
         loaded = load_model(args.model)
         decode = _line_decoder(args, loaded)
         try:
-            reading = read_array(gray, loaded, layout=args.layout, decode=decode)
+            reading = read_image(gray, loaded, layout=args.layout, decode=decode)
         except PredictError as exc:
             raise PredictError(f"{shown_path(image)}: {exc}") from exc
     except (PredictError, OutputError) as err:  # checkpoint problems arrive as PredictError too
@@ -185,8 +185,7 @@ def _predict_one(args: argparse.Namespace, image: Path) -> int:
     if args.show_input is not None:
         try:
             check_new_output(args.show_input, overwrite=args.overwrite)  # again: the path may have changed meanwhile
-            steps = reading.steps
-            figure = steps_figure(gray, steps, reading.model_input) if steps else Image.fromarray(reading.model_input)
+            figure = _figure(gray, reading)
             with atomic_path(args.show_input, suffix=".png") as tmp:
                 figure.save(tmp, format="PNG")
         except OutputError as err:
@@ -195,12 +194,27 @@ def _predict_one(args: argparse.Namespace, image: Path) -> int:
         except OSError as err:
             print(f"error: cannot write {args.show_input}: {err.strerror or err}", file=sys.stderr)
             return 1
-    if not reading.text:
+    if not reading.text.strip("\n"):  # a page's text is its lines' joined by newlines
         hint = "" if args.show_input else " (--show-input OUT.png draws each step to what it saw)"
         print(f"error: {image}: the model read no characters{hint}", file=sys.stderr)
         return 1
-    print(reading.text)
+    print(reading.text)  # a page: one line of text per line found, top to bottom
     return 0
+
+
+def _figure(gray, reading):  # (np.ndarray, predict.Reading | predict.PageReading) -> PIL.Image.Image
+    """What --show-input draws: a line's steps to the model input, or a page's numbered line boxes and readings."""
+    from PIL import Image
+
+    from text_recognizer.reading.predict import PageReading
+    from text_recognizer.reading.show_steps import page_figure, steps_figure
+
+    if isinstance(reading, PageReading) and reading.layout is not None:
+        texts = [f"{r.text} ({r.confidence:.2f})" for _, r in reading.lines]
+        return page_figure(gray, reading.layout, texts)
+    if reading.steps:
+        return steps_figure(gray, reading.steps, reading.model_input)
+    return Image.fromarray(reading.model_input)
 
 
 def _predict_many(args: argparse.Namespace) -> int:
@@ -209,13 +223,14 @@ def _predict_many(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from text_recognizer.data.download import file_digest
-    from text_recognizer.reading.predict import PredictError, load_model, read_files, shown_path
+    from text_recognizer.reading.predict import PredictError, check_layout, load_model, read_files, shown_path
 
     try:
         if args.show_input is not None:
             raise PredictError("--show-input draws one image: give a single image file, in the text format")
         _check_default_model(args.model)
         loaded = load_model(args.model)
+        check_layout(loaded, args.layout)  # a page for a character model: refused before any image is read
         decode = _line_decoder(args, loaded)
         digest = file_digest(args.model)
     except (PredictError, OSError) as err:
@@ -238,7 +253,7 @@ def _predict_many(args: argparse.Namespace) -> int:
                 _, result = next(results)
                 if isinstance(result, PredictError):
                     why = str(result)
-                elif not result.text:
+                elif not result.text.strip("\n"):  # a page's: its lines' texts joined by newlines
                     why = f"{shown_path(path)}: the model read no characters"
             if why is None:
                 out.reading(path, result)
@@ -266,38 +281,71 @@ def _threshold(reading: object, decoder: str) -> float | None:
 
 
 class _Output:
-    """Writes predict's results in one format: text (PATH<TAB>text; errors on stderr), jsonl or tsv."""
+    """Writes predict's results in one format: text (PATH<TAB>text, a page's lines one row each; errors on stderr),
+    jsonl (one record per image, a page's lines in `lines`) or tsv (one row per line of text)."""
 
     def __init__(self, form: str, *, decoder: str, digest: str, threshold: float | None) -> None:
         self.form, self.decoder, self.digest, self.threshold = form, decoder, digest, threshold
         if form == "tsv":
             print("\t".join(TSV_COLUMNS), flush=True)
 
-    def _fields(self, path: Path, reading) -> dict:  # reading: predict.Reading
-        low = None if self.threshold is None else bool(reading.confidence < self.threshold)
+    def _low(self, confidence: float | None) -> bool | None:
+        return None if self.threshold is None or confidence is None else bool(confidence < self.threshold)
+
+    def _line(self, reading) -> dict:  # reading: predict.Reading
         return {
-            "path": str(path),
             "text": reading.text,
             "confidence": round(float(reading.confidence), 4),
-            "low_confidence": low,
+            "low_confidence": self._low(reading.confidence),
             "char_confidences": [round(c, 4) for c in reading.char_confidences],
+        }
+
+    def _record(self, path: Path, result) -> dict:  # result: predict.Reading | predict.PageReading
+        """The jsonl record: a line's fields, or for a page its text (lines joined by newlines), its least confident
+        line's confidence (low when any line is) and its lines, each with its box (x0, y0, x1, y1 in pixels)."""
+        from text_recognizer.reading.predict import PageReading
+
+        if not isinstance(result, PageReading):
+            return {"path": str(path), **self._line(result), "decoder": self.decoder, "model_sha256": self.digest}
+        lines = [{**self._line(r), "box": [box.left, box.top, box.right, box.bottom]} for box, r in result.lines]
+        return {
+            "path": str(path),
+            "text": result.text,
+            "confidence": round(float(result.confidence), 4),
+            "low_confidence": self._low(result.confidence),
+            "lines": lines,
             "decoder": self.decoder,
             "model_sha256": self.digest,
         }
 
-    def reading(self, path: Path, reading) -> None:
+    def _row(self, path: Path, reading, line: int | None) -> str:  # reading: predict.Reading
         from text_recognizer.reading.predict import shown_path
 
-        fields = self._fields(path, reading)
+        fields = self._line(reading)
+        low, chars = fields["low_confidence"], fields["char_confidences"]
+        fields.update(
+            path=shown_path(path),
+            low_confidence="" if low is None else str(low).lower(),
+            char_confidences=",".join(f"{c:g}" for c in chars),
+            decoder=self.decoder,
+            model_sha256=self.digest,
+            line="" if line is None else line,
+        )
+        return "\t".join(str(fields.get(c, "")) for c in TSV_COLUMNS)
+
+    def reading(self, path: Path, result) -> None:  # result: predict.Reading | predict.PageReading
+        from text_recognizer.reading.predict import PageReading, shown_path
+
+        lines = result.lines if isinstance(result, PageReading) else [(None, result)]
         if self.form == "jsonl":
-            print(json.dumps(fields, ensure_ascii=False), flush=True)
+            print(json.dumps(self._record(path, result), ensure_ascii=False), flush=True)
         elif self.form == "tsv":
-            fields["path"] = shown_path(path)
-            fields["low_confidence"] = "" if fields["low_confidence"] is None else str(fields["low_confidence"]).lower()
-            fields["char_confidences"] = ",".join(f"{c:g}" for c in fields["char_confidences"])
-            print("\t".join(str(fields.get(c, "")) for c in TSV_COLUMNS), flush=True)
+            page = isinstance(result, PageReading)
+            for k, (_, r) in enumerate(lines, start=1):
+                print(self._row(path, r, k if page else None), flush=True)
         else:
-            print(f"{shown_path(path)}\t{reading.text}", flush=True)
+            for _, r in lines:
+                print(f"{shown_path(path)}\t{r.text}", flush=True)
 
     def error(self, path: Path, why: str) -> None:
         from text_recognizer.reading.predict import shown_path
@@ -326,8 +374,20 @@ def _serve(args: argparse.Namespace) -> int:
         from text_recognizer.reading.predict import load_model
 
         # the reader's pick, as predict reads (a missing checkpoint is refused by serve, in one line)
-        decode = _line_decoder(args, load_model(args.model)) if args.model.is_file() else None
-        serve(model_path=args.model, port=args.port, host=args.host, max_pixels=args.max_pixels, decode=decode)
+        decode, threshold = None, None
+        if args.model.is_file():
+            loaded = load_model(args.model)
+            decode = _line_decoder(args, loaded)
+            reading = loaded.extra.get("reading")
+            threshold = _threshold(reading, _used_decoder(args, loaded, reading))  # marks low-confidence lines
+        serve(
+            model_path=args.model,
+            port=args.port,
+            host=args.host,
+            max_pixels=args.max_pixels,
+            decode=decode,
+            low_confidence=threshold,
+        )
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -415,14 +475,19 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """`predict IMAGE`: the options that choose how an image is brought to the model and decoded."""
     predict = commands.add_parser(
         "predict",
-        help="print the text of line images (or the class of glyph images)",
-        description="Read line images (or glyph images with models/cnn.pt) with one model load, in batches. "
-        "One image file in the text format prints its text alone. Several inputs, a folder or a pattern print one "
-        "result per image in input order: text: PATH<TAB>TEXT; jsonl: one JSON object per image (path, text, "
-        "confidence, low_confidence, char_confidences, decoder, model_sha256; a bad image: path and error); tsv: a "
-        "header row, then one row per image with those columns and error. A bad image is reported (text: a line "
-        "on stderr) and the others are still read. Exit status: 0 when every image was read, 1 when any was not "
-        "(or the model or an option was refused, before any image is read), 2 for a misused command line.",
+        help="print the text of line images and pages of lines (or the class of glyph images)",
+        description="Read line images, pages of several lines (a note, a paragraph: cut into lines, top to bottom, "
+        "see --layout) or glyph images (with models/cnn.pt) with one model load, in batches. One image file in "
+        "the text format prints its text alone (a page: one line of text per line found). Several inputs, a folder "
+        "or a pattern print results in input order: text: PATH<TAB>TEXT, one row per line of text (a page gives "
+        "several rows with its path); jsonl: one JSON object per image (path, text, confidence, low_confidence, "
+        "char_confidences, decoder, model_sha256; a page has `lines` instead of char_confidences: each line's "
+        "text, confidence, low_confidence, char_confidences and box [x0, y0, x1, y1] in the image's pixels, "
+        "while its text is the lines' joined by newlines and its confidence the least confident line's; a bad "
+        "image: path and error); tsv: a header row, then one row per line of text with those columns, error and "
+        "line (a page's line number from 1; empty for an image read as one line). A bad image is reported (text: "
+        "a line on stderr) and the others are still read. Exit status: 0 when every image was read, 1 when any "
+        "was not (or the model or an option was refused, before any image is read), 2 for a misused command line.",
     )
     predict.add_argument(
         "images",
@@ -442,10 +507,12 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _model_option(predict)
     predict.add_argument(
         "--layout",
-        choices=["glyphs", "line"],
-        default="glyphs",
-        help="glyphs (default): fit each glyph into its own 28-px cell, as EMNIST; "
-        "line: scale the whole line to height 28, for images already drawn like EMNISTLines",
+        choices=["auto", "page", "glyphs", "line"],
+        default="auto",
+        help="auto (default): a page when the image holds several lines of text, else one line read as glyphs; "
+        "page: always cut the image into lines (a line model only), each read as glyphs; glyphs: one line, each "
+        "glyph fitted into its own 28-px cell, as EMNIST; line: one line scaled whole to height 28, for images "
+        "already drawn like EMNISTLines. glyphs and line refuse an image of several lines",
     )
     _decoder_options(predict)
     predict.add_argument(

@@ -5,10 +5,12 @@ bottom, each under a labelled band: the image as decoded (grayscale, upright by 
 mask the threshold found, the ink stood upright (or left as it was, with the slant measured), and
 what the model saw, MODEL_SCALE times its size with nearest-neighbour pixels so that it can be
 read back exactly. For a page (page.py), `page_figure` draws each line's box on the input, numbered in reading
-order, with the skew it measured.
+order, with the skew it measured, and under it each line's reading beside its number.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -79,13 +81,20 @@ PAGE_BOX_COLOUR = (230, 40, 40)  # the lines' boxes on the page (no grayscale pa
 MAX_PAGE_WIDTH = 1200  # the page figure is drawn at most this wide
 
 
-def page_figure(gray: np.ndarray, layout: PageLayout) -> Image.Image:
+def page_figure(gray: np.ndarray, layout: PageLayout, readings: Sequence[str] | None = None) -> Image.Image:
     """An RGB picture of a page with each line's box drawn on the input (a rotated rectangle when the page is
-    skewed) and numbered in reading order, under a LABEL_COLOUR band saying the skew and the line count."""
+    skewed) and numbered in reading order, under a LABEL_COLOUR band saying the skew and the line count.
+
+    `readings` (one per line) are written under the page, each after its line's number, so that a misread
+    line can be matched to its box.
+    """
     gray = np.asarray(gray)
+    if readings is not None and len(readings) != len(layout.lines):
+        raise ValueError(f"{len(readings)} readings for {len(layout.lines)} lines")
     scale = min(1.0, MAX_PAGE_WIDTH / gray.shape[1])
     panel = _panel(gray, scale).convert("RGB")
-    figure = Image.new("RGB", (max(MIN_WIDTH, panel.width), LABEL_HEIGHT + panel.height), BACKGROUND)
+    below = LABEL_HEIGHT * len(readings) if readings else 0
+    figure = Image.new("RGB", (max(MIN_WIDTH, panel.width), LABEL_HEIGHT + panel.height + below), BACKGROUND)
     figure.paste(panel, (0, LABEL_HEIGHT))
     draw = ImageDraw.Draw(figure)
     levelled = "levelled" if layout.rotated else "not levelled"
@@ -96,4 +105,6 @@ def page_figure(gray: np.ndarray, layout: PageLayout) -> Image.Image:
         points = [(x * scale, LABEL_HEIGHT + y * scale) for x, y in line.corners]
         draw.polygon(points, outline=PAGE_BOX_COLOUR, width=2)
         draw.text((points[0][0] + 2, points[0][1] + 1), str(k), fill=PAGE_BOX_COLOUR)
+    for k, text in enumerate(readings or [], start=1):
+        draw.text((4, LABEL_HEIGHT + panel.height + (k - 1) * LABEL_HEIGHT + 2), f"{k}. {text}", fill=(255, 255, 255))
     return figure
