@@ -1,9 +1,10 @@
-"""A local web page to write on: draw a line (or upload a photo) and see what the model reads.
+"""A local web page to write on: draw a line (or upload a photo of a note) and see what the model reads.
 
 `text-recognizer serve` runs it (install the extra: `pip install 'text-recognizer[app]'`). The page
-uses the CLI's own predict code (`load_model`, `load_image`, `read_array`), so what it shows is what
-`text-recognizer predict` prints for the same image, plus the normalised image the model saw and,
-for a character checkpoint, the five most likely classes.
+uses the CLI's own predict code (`load_model`, `load_image`, `read_array`, `read_image`), so what it shows
+is what `text-recognizer predict` prints for the same image, plus the normalised image the model saw and,
+for a character checkpoint, the five most likely classes. An image of several lines (a note) is read as a
+page, as `predict --layout auto` reads it: each line with its confidence, low ones marked.
 
 An upload reaches the page's code as the file itself (see `_wire`): Gradio never decodes it, so a
 file that is not an image, a truncated one or one over the pixel limit gets `load_image`'s one-line
@@ -31,11 +32,16 @@ from text_recognizer.lit_models.ctc import greedy_decode
 from text_recognizer.reading.evaluation import LineDecoder
 from text_recognizer.reading.predict import (
     DEFAULT_MAX_PIXELS,
+    LAYOUTS,
     LoadedModel,
+    PageReading,
     PredictError,
+    Reading,
+    SeveralLinesError,
     load_image,
     load_model,
     read_array,
+    read_image,
     shown_path,
 )
 
@@ -57,6 +63,8 @@ PICK_BRUSH_JS = """
 }
 """
 NOTHING_YET = "Write on the canvas in separate letters (not joined-up), or upload a photo: the reading appears here."
+LINE_GAP = 8  # rows of LINE_GAP_COLOUR between a page's lines in the shown model inputs
+LINE_GAP_COLOUR = 96
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 
 
@@ -107,6 +115,49 @@ def enlarge(image: np.ndarray, height: int = DISPLAY_HEIGHT) -> np.ndarray:
     return np.kron(image, np.ones((factor, factor), dtype=np.uint8))
 
 
+def stack_lines(images: list[np.ndarray]) -> np.ndarray:
+    """A page's model inputs, each enlarged, top to bottom, padded (black) to the widest and set apart by a band
+    of LINE_GAP_COLOUR, so that line k of the list is the k-th shown."""
+    big = [enlarge(image) for image in images]
+    width = max(b.shape[1] for b in big)
+    gap = np.full((LINE_GAP, width), LINE_GAP_COLOUR, dtype=np.uint8)
+    rows: list[np.ndarray] = []
+    for b in big:
+        rows += [gap] if rows else []
+        rows.append(np.pad(b, ((0, 0), (0, width - b.shape[1]))))
+    return np.vstack(rows)
+
+
+def _plain(text: str) -> str:
+    """Text as Markdown shows it literally: a path like line_cnn.pt must not turn into italics, a | into a cell."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def _confidence(confidence: float | None, threshold: float | None) -> str:
+    """A confidence as the page shows it, marked **low** below the reader's threshold (none: never marked)."""
+    if confidence is None:
+        return "-"
+    low = threshold is not None and confidence < threshold
+    return f"{confidence:.2f} **low**" if low else f"{confidence:.2f}"
+
+
+def page_status(reading: PageReading, threshold: float | None = None) -> str:
+    """The status of a page: how many lines, then a table of each line's text and confidence, low ones marked."""
+    n = len(reading.lines)
+    rows = [f"Read {n} line{'s' if n != 1 else ''}:", "", "| line | text | confidence |", "|---:|---|---:|"]
+    for k, (_, line) in enumerate(reading.lines, start=1):
+        text = _plain(line.text) if line.text.strip() else "*(nothing read)*"
+        rows.append(f"| {k} | {text} | {_confidence(line.confidence, threshold)} |")
+    return "\n".join(rows)
+
+
+def line_status(reading: Reading, threshold: float | None = None) -> str:
+    """The status of one line (or glyph): its text and confidence, marked when low."""
+    if not reading.text:
+        return "The model read no characters in this image."
+    return f"Read `{reading.text}` (confidence {_confidence(reading.confidence, threshold)})."
+
+
 Outputs = tuple[str, np.ndarray | None, dict[str, float] | None, str, np.ndarray | None]
 UploadOutputs = tuple[str, np.ndarray | None, dict[str, float] | None, str, np.ndarray | None, np.ndarray | None]
 
@@ -150,27 +201,50 @@ class Reader:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode: LineDecoder | None = None,
+        low_confidence: float | None = None,
     ) -> None:
         self.loaded: LoadedModel = load_model(model_path)
         self.max_pixels = max_pixels
         self.decode = decode if decode is not None else greedy_decode  # the CLI passes the reader's pick
+        self.low_confidence = low_confidence  # the reader's threshold (the CLI passes it), marks low lines
 
-    def read(self, gray: np.ndarray | None, layout: str = "glyphs") -> Outputs:
+    def read(self, gray: np.ndarray | None, layout: str = "auto") -> Outputs:
         """(text, enlarged model input, top classes, status, gray) for the page; a bad image becomes a message.
 
-        The grayscale image comes back too (kept in a gr.State) so that a change of layout rereads it.
+        "auto" reads one line as read_array's glyph layout does and an image of several lines as a page
+        (read_image); "glyphs" and "line" read one line. The grayscale image comes back too (kept in a
+        gr.State) so that a change of layout rereads it.
         """
         if gray is None:
             return "", None, None, NOTHING_YET, None
         try:
-            reading = read_array(gray, self.loaded, layout=layout, decode=self.decode)
+            reading = self._read(gray, layout)
         except PredictError as err:
             return (*_refusal(err), gray)
+        if isinstance(reading, PageReading):
+            seen = stack_lines([line.model_input for _, line in reading.lines])
+            return reading.text, seen, None, page_status(reading, self.low_confidence), gray
         top = {label: float(p) for label, p in reading.top_classes} or None
-        status = f"Read `{reading.text}`." if reading.text else "The model read no characters in this image."
-        return reading.text, enlarge(reading.model_input), top, status, gray
+        return reading.text, enlarge(reading.model_input), top, line_status(reading, self.low_confidence), gray
 
-    def read_drawing(self, value: Any, layout: str = "glyphs") -> Outputs:
+    def _read(self, gray: np.ndarray, layout: str) -> Reading | PageReading:
+        """One line by read_array (looked up here: tests record its calls), a page by read_image."""
+        if layout in LAYOUTS:
+            try:
+                return read_array(gray, self.loaded, layout=layout, decode=self.decode)
+            except SeveralLinesError as err:  # the page's way to a page is its layout choice, not --layout
+                raise PredictError(
+                    f"found {err.lines} lines of text; this layout reads one line: choose the first layout to read "
+                    "each line"
+                ) from err
+        if layout == "auto":
+            try:
+                return read_array(gray, self.loaded, layout="glyphs", decode=self.decode)
+            except SeveralLinesError:
+                pass
+        return read_image(gray, self.loaded, layout="page", decode=self.decode)
+
+    def read_drawing(self, value: Any, layout: str = "auto") -> Outputs:
         """The sketchpad's composite; an untouched (all paper) canvas counts as nothing drawn yet."""
         try:
             gray = to_gray(value)
@@ -180,7 +254,7 @@ class Reader:
             gray = None
         return self.read(gray, layout)
 
-    def read_upload(self, upload: Any, layout: str = "glyphs") -> UploadOutputs:
+    def read_upload(self, upload: Any, layout: str = "auto") -> UploadOutputs:
         """An uploaded file, decoded by the CLI's own `load_image` (pixel limit, 16-bit, palette, EXIF, alpha).
 
         Gives `read`'s outputs and a preview of the image as decoded (grayscale, at most PREVIEW_SIDE
@@ -221,24 +295,29 @@ def _refusal(err: PredictError) -> tuple[str, None, None, str]:
     """A PredictError as the page shows it: a toast and a one-line status, never a traceback."""
     message = (str(err).splitlines() or [type(err).__name__])[0]
     gr.Warning(message)
-    plain = _MARKDOWN_SPECIAL.sub(r"\\\1", message)  # a path like line_cnn.pt must not turn into italics
-    return "", None, None, f"**Cannot read this image:** {plain}"
+    return "", None, None, f"**Cannot read this image:** {_plain(message)}"
 
 
 def build_app(
-    model_path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS, decode: LineDecoder | None = None
+    model_path: str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    decode: LineDecoder | None = None,
+    low_confidence: float | None = None,
 ) -> gr.Blocks:
     """The page for one checkpoint (raises PredictError if it cannot be loaded); start it with `launch()`.
 
     Uploads with more than `max_pixels` pixels are refused (read from the header, before decoding);
-    a line model's outputs are read with `decode` (default greedy; `serve` passes the reader's pick).
+    a line model's outputs are read with `decode` (default greedy; `serve` passes the reader's pick), and
+    readings less confident than `low_confidence` (the reader's threshold; None: none) are marked low.
     """
-    reader = Reader(model_path, max_pixels=max_pixels, decode=decode)
+    reader = Reader(model_path, max_pixels=max_pixels, decode=decode, low_confidence=low_confidence)
     is_char = reader.loaded.kind == "char"
     what = "one character" if is_char else "a line of separate characters"
+    photo = "a photo" if is_char else "a photo (a note of several lines is read line by line)"
     with gr.Blocks(title="text-recognizer", analytics_enabled=False) as app:
         gr.Markdown(
-            f"# text-recognizer\nWrite {what} with the mouse or a finger, or upload a photo. "
+            f"# text-recognizer\nWrite {what} with the mouse or a finger, or upload {photo}. "
             f"Model: `{Path(model_path).name}` ({reader.loaded.kind} checkpoint). "
             "Joined-up cursive cannot be read: the models learned from separate EMNIST glyphs. "
             "Measured on held-apart development data: separate printed letters and digits read well (under 10 % of "
@@ -279,10 +358,11 @@ def _inputs(is_char: bool) -> _Inputs:
             upload, uploaded = _upload()
     layout = gr.Radio(
         [
-            ("each glyph in its own 28 px cell (handwriting, photos)", "glyphs"),
+            ("a line or a page of lines, found by itself (each glyph in its own 28 px cell)", "auto"),
+            ("one line, each glyph in its own 28 px cell (handwriting, photos)", "glyphs"),
             ("whole line scaled to 28 px (input that already looks like EMNISTLines)", "line"),
         ],
-        value="glyphs",
+        value="auto",
         label="Layout",
         visible=not is_char,  # a character checkpoint always reads one fitted glyph
         elem_id="layout",
@@ -334,7 +414,7 @@ def _results(is_char: bool) -> _Results:
     """The reading: text and status, what the model saw, and the top classes (a character model's only)."""
     with gr.Row():
         with gr.Column(scale=3):
-            text = gr.Textbox(label="Text read", interactive=False, elem_id="reading")
+            text = gr.Textbox(label="Text read", interactive=False, max_lines=12, elem_id="reading")
             status = gr.Markdown(NOTHING_YET, elem_id="status")
             seen = gr.Image(
                 label="What the model saw: the normalised input, enlarged",
@@ -371,13 +451,14 @@ def serve(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decode: LineDecoder | None = None,
+    low_confidence: float | None = None,
 ) -> None:
     """Serve the page until Ctrl+C: local only by default (host 127.0.0.1), never through a share link.
 
-    Uploads with more than `max_pixels` pixels are refused. Raises PredictError when the checkpoint
-    cannot be used and OSError when the port is taken.
+    Uploads with more than `max_pixels` pixels are refused; readings below `low_confidence` are marked low.
+    Raises PredictError when the checkpoint cannot be used and OSError when the port is taken.
     """
-    app = build_app(model_path, max_pixels=max_pixels, decode=decode)
+    app = build_app(model_path, max_pixels=max_pixels, decode=decode, low_confidence=low_confidence)
     app.launch(
         server_name=host,
         server_port=port,
