@@ -166,7 +166,14 @@ def _expand(args: list[str]) -> Iterator[tuple[Path, str | None]]:
 
 def _predict_one(args: argparse.Namespace, image: Path) -> int:
     from text_recognizer.io import OutputError, atomic_path, check_new_output
-    from text_recognizer.reading.predict import PredictError, load_image, load_model, read_image, shown_path
+    from text_recognizer.reading.predict import (
+        PredictError,
+        check_layout,
+        load_image,
+        load_model,
+        read_image,
+        shown_path,
+    )
 
     try:
         if args.show_input is not None:  # before any work: a directory or an existing file is never replaced
@@ -174,6 +181,7 @@ def _predict_one(args: argparse.Namespace, image: Path) -> int:
         gray = load_image(image, max_pixels=args.max_pixels)  # a bad image fails before the model loads
         _check_default_model(args.model)
         loaded = load_model(args.model)
+        check_layout(loaded, args.layout)  # the model's, not the image's: said without the image's name
         decode = _line_decoder(args, loaded)
         try:
             reading = read_image(gray, loaded, layout=args.layout, decode=decode)
