@@ -536,6 +536,7 @@ def test_cli_serve(monkeypatch, capsys, missing):
                 "host": "0.0.0.0",
                 "max_pixels": DEFAULT_MAX_PIXELS,
                 "decode": None,
+                "low_confidence": None,
             }
         ]
 
@@ -627,10 +628,15 @@ def test_several_lines_are_one_line_of_error_on_the_command_line(tmp_path, capsy
     bar_line(ImageDraw.Draw(img), 30)
     bar_line(ImageDraw.Draw(img), 100)
     img.save(tmp_path / "page.png")
-    assert main(["predict", str(tmp_path / "page.png"), "--model", str(ckpt)]) == 1
+    argv = ["predict", str(tmp_path / "page.png"), "--model", str(ckpt)]
+    assert main([*argv, "--layout", "glyphs"]) == 1  # a one-line layout refuses, and names the one that reads it
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == f"error: {tmp_path / 'page.png'}: {SEVERAL_LINES.format(n=2)}\n"
+    page = "(or read it as a page: --layout page)"
+    assert captured.err == f"error: {tmp_path / 'page.png'}: {SEVERAL_LINES.format(n=2)} {page}\n"
+    assert main(argv) == 0  # the default layout, auto, reads it as a page: one line of text per line
+    captured = capsys.readouterr()
+    assert captured.err == "" and [set(line) for line in captured.out.splitlines()] == [{"z"}, {"z"}]
 
 
 @needs_fonts
