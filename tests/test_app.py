@@ -38,15 +38,23 @@ from text_recognizer.metadata import EMNIST_CLASSES, GLYPH_SIZE, LINE_TOKENS
 from text_recognizer.models.checkpoint import save_checkpoint
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.resnet import ResNetClassifier
+from text_recognizer.reading.page import Box
 from text_recognizer.reading.predict import (
     DEFAULT_MAX_PIXELS,
     LoadedModel,
+    PageReading,
     PredictError,
     Reading,
     load_image,
     load_model,
     read_array,
+    read_image,
 )
+
+try:
+    from tests import pages as P
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    import pages as P
 
 REQUIRED = os.environ.get("CI", "").lower() == "true" or os.environ.get("TEXT_RECOGNIZER_REQUIRE_BROWSER") == "1"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -196,6 +204,55 @@ def test_reader_rereads_with_the_layout_asked_for(tmp_path: Path) -> None:
         assert kept is gray
     glyphs, line = (reader.read(gray, layout)[1] for layout in ("glyphs", "line"))
     assert glyphs.shape != line.shape  # the two layouts do differ, so the check above means something
+
+
+def note_image(lines: list[str], size: int = 36, gap: int = 14) -> np.ndarray:
+    """Lines of text_image one under another, left-aligned, `gap` rows of paper between them: a note."""
+    rows = [np.asarray(text_image(line, size=size, pad=6)) for line in lines]
+    width = max(r.shape[1] for r in rows)
+    parts = []
+    for row in rows:
+        parts += [np.pad(row, ((0, gap), (0, width - row.shape[1])), constant_values=255)]
+    return np.pad(np.vstack(parts), 20, constant_values=255)
+
+
+def test_reader_reads_a_note_as_a_page_and_one_layout_refuses_it(tmp_path: Path) -> None:
+    """auto (the default) reads an image of 3 lines as read_image's page: the lines' texts, one table row each, and
+    their model inputs stacked; the one-line layouts refuse it, pointing at the layout that reads it."""
+    checkpoint = tiny_checkpoint(tmp_path / "line_cnn.pt", "line")
+    gray = note_image(["hello world", "good day 42", "bye now"])
+    expected = read_image(gray, load_model(checkpoint), layout="page")
+    assert isinstance(expected, PageReading) and len(expected.lines) == 3
+    reader = web.Reader(checkpoint)
+    text, seen, top, status, kept = reader.read(gray)
+    assert text == expected.text and top is None and kept is gray
+    assert status.startswith("Read 3 lines:") and status.count("\n| ") == 4  # the header and a row per line
+    assert seen.shape[0] == 3 * web.DISPLAY_HEIGHT + 2 * web.LINE_GAP
+    widest = max(r.model_input.shape[1] for _, r in expected.lines) * (web.DISPLAY_HEIGHT // 28)
+    assert seen.shape[1] == widest
+    for k, (_, line) in enumerate(expected.lines):
+        top_row = k * (web.DISPLAY_HEIGHT + web.LINE_GAP)
+        shown = seen[top_row : top_row + web.DISPLAY_HEIGHT, : line.model_input.shape[1] * 4]
+        assert np.array_equal(shown, web.enlarge(line.model_input))
+    with pytest.warns(UserWarning, match="found 3 lines of text; this layout reads one line"):
+        text, seen, _, status, _ = reader.read(gray, "glyphs")
+    assert (text, seen) == ("", None) and "choose the first layout" in status
+
+
+def test_the_page_status_lists_each_line_and_marks_low_ones() -> None:
+    def line(text: str, confidence: float) -> tuple[Box, Reading]:
+        return Box(0, 1, 0, 1), Reading(text, np.zeros((28, 28), np.uint8), [], "line", confidence=confidence)
+
+    reading = PageReading([line("buy milk", 0.93), line("a|b_c", 0.41), line("", 0.2)])
+    rows = web.page_status(reading, threshold=0.5).splitlines()
+    assert rows[0] == "Read 3 lines:" and len(rows) == 7
+    assert rows[4] == "| 1 | buy milk | 0.93 |"
+    assert rows[5] == "| 2 | a\\|b\\_c | 0.41 **low** |"  # a | in the text does not open a cell
+    assert rows[6] == "| 3 | *(nothing read)* | 0.20 **low** |"
+    assert "low" not in web.page_status(reading)  # no threshold: nothing marked
+    one = reading.lines[1][1]
+    assert web.line_status(one, 0.5) == "Read `a|b_c` (confidence 0.41 **low**)."
+    assert web.line_status(one, 0.3) == "Read `a|b_c` (confidence 0.41)."
 
 
 def test_reader_reads_nothing_from_an_empty_canvas(tmp_path: Path) -> None:
@@ -499,6 +556,34 @@ def test_page_shows_a_refusal_not_a_traceback(page, line_page: str, tmp_path: Pa
     status = page.locator("#status").inner_text()
     assert status.startswith("Cannot read this image:") and "single character" in status
     assert "Traceback" not in page.content()
+
+
+def test_page_reads_an_uploaded_note_line_by_line(page, models: Path, tmp_path: Path):
+    """A composed 3-line page: the page shows a table of 3 lines, each with the text read_image reads and its
+    confidence, the line below the reader's threshold marked low, and all three lines in 'Text read'."""
+    pool = P.emnist_test_lines(models / "emnist_lines_test.h5")
+    pg = P.make_page(pool, np.random.default_rng(3), 3, "clean", 0.0, (4, 10), 40)
+    image = tmp_path / "note.png"
+    Image.fromarray(pg.gray).save(image)
+    expected = read_image(load_image(image), load_model(models / "line_cnn.pt"))
+    assert isinstance(expected, PageReading) and len(expected.lines) == 3
+    confidences = sorted(r.confidence for _, r in expected.lines)
+    assert confidences[0] < confidences[1], "no line to mark low: not a useful check"
+    threshold = (confidences[0] + confidences[1]) / 2
+    with served(models / "line_cnn.pt", low_confidence=threshold) as url:
+        assert upload(page, url, image) == expected.text
+        rows = page.locator("#status table tbody tr")
+        assert rows.count() == 3
+        for k, (row, (_, line)) in enumerate(zip(rows.all(), expected.lines, strict=True), start=1):
+            number, text, confidence = (cell.inner_text().strip() for cell in row.locator("td").all())
+            assert number == str(k) and " ".join(text.split()) == " ".join(line.text.split())
+            low = line.confidence < threshold
+            assert confidence == f"{line.confidence:.2f}" + (" low" if low else ""), confidence
+        assert page.locator("#status").inner_text().startswith("Read 3 lines")
+        assert page.locator("#status table strong").count() == 1  # the one line below the threshold
+        shown = shown_model_input(page)
+        assert shown.shape[0] == 3 * web.DISPLAY_HEIGHT + 2 * web.LINE_GAP  # the three lines the model saw
+        page.screenshot(path=str(tmp_path / "note.png.shot.png"), full_page=True)
 
 
 def not_an_image(folder: Path) -> tuple[Path, str]:
