@@ -526,8 +526,9 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     predict.add_argument(
         "--show-input",
         metavar="OUT.png",
-        help="draw each step to a new PNG: the image, the ink mask, the line stood upright, what the model saw "
-        "(one image file in the text format only; an existing file only with --overwrite)",
+        help="draw each step to a new PNG: the image, the ink mask, the line stood upright, what the model saw; "
+        "for a page, each line's numbered box on the image and its reading (one image file in the text format "
+        "only; an existing file only with --overwrite)",
     )
     predict.add_argument("--overwrite", action="store_true", help="let --show-input replace an existing file")
     _max_pixels_option(predict)
