@@ -508,8 +508,9 @@ def _add_predict(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--format",
         choices=["text", "jsonl", "tsv"],
         default="text",
-        help="text (default), jsonl or tsv. confidence: the line's CTC probability of its text per character "
-        "(a glyph's softmax probability); char_confidences: one per character; low_confidence: below the threshold "
+        help="text (default), jsonl or tsv. confidence: greedy, the line's CTC probability of its text per "
+        "character; beam, the text's share of the beam's probability; a glyph's softmax probability; a page's, its "
+        "least confident line's; char_confidences: one per character; low_confidence: below the threshold "
         "the evaluate stage chose on the val lines (null/empty when the model records none for this decoder)",
     )
     _model_option(predict)
