@@ -12,7 +12,6 @@ vary (the data is the same for every run):
     dvc exp run --queue -S 'line_model.head=none,lstm' -S 'train_line_cnn.seed=0,1,2'
     dvc exp run --queue -S line_model.arch=simple -S emnist_lines.min_overlap=0 -S emnist_lines.max_overlap=0 \
         -S 'train_line_cnn.seed=0,1,2'
-    dvc exp run --queue -S 'emnist_hdf5.split=bymerge,balanced,letters,digits,mnist'
     dvc queue start --jobs 1
 
 DVC's run cache restores every stage whose inputs an earlier run already had, so each experiment trains
@@ -52,7 +51,6 @@ FAMILIES = {  # the -S flags of each queue command, {seeds} filled in
         "emnist_lines.max_overlap=0",
         "train_line_cnn.seed={seeds}",
     ],
-    "splits": ["emnist_hdf5.split=bymerge,balanced,letters,digits,mnist"],  # byclass: the baseline; seed 0 only
 }
 QUICK = [  # a smoke run in minutes: the same commands on a tiny recipe
     "emnist_lines.num_train=300",
@@ -142,11 +140,11 @@ def labs_table(table: pd.DataFrame) -> dict[str, dict[str, str]]:
     """mean ± std over seeds per model: test accuracy and training time (chars), test CER (lines)."""
     arch, head, line_arch = (_column(table, k) for k in ("model.arch", "line_model.head", "line_model.arch"))
     char_seed, line_seed = _column(table, "train_cnn.seed"), _column(table, "train_line_cnn.seed")
-    overlap, split = _column(table, "emnist_lines.max_overlap"), _column(table, "emnist_hdf5.split")
+    overlap = _column(table, "emnist_lines.max_overlap")
     rows: dict[str, dict[str, str]] = {}
     default_lines = (table[line_arch] == "ctc") & (table[head] == "lstm") & (table[overlap].astype(float) > 0)
     for name in ("mlp", "cnn", "resnet"):
-        runs = table[default_lines & (table[arch] == name) & (table[split] == "byclass")].drop_duplicates(char_seed)
+        runs = table[default_lines & (table[arch] == name)].drop_duplicates(char_seed)
         rows[name] = {
             "test_acc": _mean_std(runs[_column(table, "cnn.test_acc")]),
             "train_s": _mean_std(runs["train_cnn_s"], 0),
@@ -157,10 +155,6 @@ def labs_table(table: pd.DataFrame) -> dict[str, dict[str, str]]:
         "LineCNN": table[(table[line_arch] == "ctc") & (table[head] == "none")],
         "LineCNN + LSTM": table[default_lines & (table[arch] == "resnet")],
     }
-    for name in ("byclass", "bymerge", "balanced", "letters", "digits", "mnist"):  # one seed: the baseline's
-        runs = table[default_lines & (table[arch] == "resnet") & (table[split] == name)]
-        runs = runs[runs[char_seed].astype(int) == 0].head(1)
-        rows[f"split {name}"] = {"test_acc": _mean_std(runs[_column(table, "cnn.test_acc")]), "train_s": "–"}
     for name, runs in line_runs.items():
         runs = runs.drop_duplicates(line_seed)
         rows[name] = {

@@ -184,3 +184,38 @@ def test_stage_speed_writes_the_stage_params_and_reads_its_metrics(tmp_path: Pat
         "val/acc": 0.5,
         "val/loss": 2.0,
     }
+
+
+def test_labs_table_groups_the_queues_experiments_by_model_over_seeds() -> None:
+    """benchmarks/labs.py's table from `dvc exp show --csv` rows: each model's runs over the seeds, and the runs of
+    another family (the line sweep keeps the char model at seed 0) not counted twice."""
+    import pandas as pd
+
+    labs = importlib.import_module("labs")
+    rows = []
+
+    def run(
+        arch="resnet", cseed=0, head="lstm", larch="ctc", lseed=0, overlap=0.33, acc=0.8, cer=0.01, cs=10.0, ls=20.0
+    ):
+        rows.append({"Experiment": f"e{len(rows)}", "typ": "branch_commit", "model.arch": arch, "train_cnn.seed": cseed,
+                     "line_model.head": head, "line_model.arch": larch, "train_line_cnn.seed": lseed,
+                     "emnist_lines.max_overlap": overlap, "metrics/evaluate.json:cnn.test_acc": acc,
+                     "line_cnn.test_cer": cer, "line_cnn.greedy.test_cer": 2 * cer, "train_cnn_s": cs,
+                     "train_line_cnn_s": ls})  # fmt: skip
+
+    for seed, acc in enumerate([0.70, 0.72, 0.74]):
+        run(arch="mlp", cseed=seed, acc=acc)
+    for seed, cer in enumerate([0.010, 0.020, 0.030]):
+        run(head="none", lseed=seed, cer=cer)
+        run(lseed=seed, cer=cer / 10)  # LineCNN + LSTM
+    run(arch="resnet", cseed=0, acc=0.9, cer=0.001)  # the chars sweep's resnet seed 0: its line model is seed 0 again
+    run(larch="simple", overlap=0.0, lseed=1, cer=0.2)
+    rows.append({**rows[0], "typ": "workspace"})  # not an experiment
+    table = labs.labs_table(pd.DataFrame(rows).query("typ != 'workspace'"))
+    assert table["mlp"]["test_acc"] == "0.7200 ± 0.0200 (n=3)"
+    assert table["LineCNN"]["test_cer"] == "0.0200 ± 0.0100 (n=3)"
+    assert table["LineCNN + LSTM"]["test_cer"].endswith("(n=3)")  # seed 0 counted once
+    assert table["LineCNN + LSTM"]["greedy_test_cer"] == "0.0040 ± 0.0020 (n=3)"
+    assert table["LineCNNSimple (no overlap)"]["test_cer"] == "0.2000 ± 0.0000 (n=1)"
+    assert table["cnn"]["test_acc"] == "–"  # no run: said, not invented
+    assert table["mlp"]["train_s"] == "10 ± 0 (n=3)"
