@@ -111,7 +111,8 @@ def experiments(repo: PipelineRepo) -> pd.DataFrame:
     """One row per finished experiment: its params, metrics and the training stages' wall times."""
     shown = repo.dvc("exp", "show", "--csv", "--no-pager", "--force").stdout
     table = pd.read_csv(io.StringIO(shown))
-    table = table[table["typ"].isin(["branch_commit", "branch_base"])].copy()
+    table = table[table["typ"].isin(["branch_commit", "branch_base"])]
+    table = table[~table["State"].isin(["Running", "Queued", "Failed"])].copy()  # a running one shows its base's
     for name in ("train_cnn", "train_line_cnn"):
         table[f"{name}_s"] = np.nan
     for index, row in table.iterrows():
