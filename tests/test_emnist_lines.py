@@ -23,7 +23,7 @@ from text_recognizer.data.emnist_lines import (
     save_sample_grid,
     split_rngs,
 )
-from text_recognizer.data.sentences import load_text_pools, sample_phrases
+from text_recognizer.data.sentences import load_text_pools, random_strings, sample_phrases
 from text_recognizer.errors import MissingInputError
 from text_recognizer.line_geometry import ctc_steps_bound, ctc_steps_needed, ctc_steps_needed_rows
 from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS, PAD_INDEX, SPACE_INDEX
@@ -42,6 +42,7 @@ PARAMS = {
     "text_val_fraction": 0.2,
     "text_test_fraction": 0.2,
     "text_seed": 0,
+    "random_text_share": 0.0,
 }
 POOL_PARAMS = {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
 SENTENCES = [
@@ -308,6 +309,36 @@ def test_text_seed_moves_documents_and_seed_does_not(inputs, tmp_path):
     assert pools_of(seed=9) == base
     moved = [pools_of(text_seed=s) for s in (1, 2, 3)]
     assert any(m["test"] != base["test"] for m in moved)
+
+
+def test_random_strings_are_words_of_any_class_and_numbers_within_the_length():
+    lines = random_strings(3000, 12, np.random.default_rng(0))
+    assert all(1 <= len(line) <= 12 and line == line.strip() and "  " not in line for line in lines)
+    assert set("".join(lines)) <= set(EMNIST_CLASSES) | {" "}
+    words = [w for line in lines for w in line.split()]
+    numbers = [w for w in words if w.isdigit()]
+    assert 0.3 < len(numbers) / len(words) < 0.7  # half the words are numbers...
+    assert len(set("".join(words))) == 62  # ...and every class shows up
+    assert np.mean([len(line) for line in lines]) > 5  # lines fill their drawn length, not one short word each
+    assert random_strings(50, 12, np.random.default_rng(1)) == random_strings(50, 12, np.random.default_rng(1))
+
+
+def test_random_text_share_replaces_train_lines_only(built, inputs, tmp_path):
+    mixed = tmp_path / "mixed.h5"
+    build_emnist_lines(*inputs, mixed, **{**PARAMS, "random_text_share": 0.5}, progress=False)
+    pools = load_text_pools(inputs[1], **POOL_PARAMS)
+    with h5py.File(built) as a, h5py.File(mixed) as b:
+        assert b.attrs["random_text_share"] == 0.5 and a.attrs["random_text_share"] == 0.0
+        for split in ("val", "test"):  # byte for byte as without made-up lines
+            for name in ("images", "labels", "glyph_index", "glyph_x"):
+                assert np.array_equal(a[f"{split}/{name}"][()], b[f"{split}/{name}"][()])
+        prose = [decode_labels(row) for row in a["train/labels"][()]]
+        train = [decode_labels(row) for row in b["train/labels"][()]]
+    changed = [i for i, (x, y) in enumerate(zip(prose, train, strict=True)) if x != y]
+    assert len(changed) >= 12  # 15 drawn; a made-up line may rarely equal the prose it replaces
+    for i in changed:
+        assert f" {train[i]} " not in f" {pools.text('train')} "
+    assert any(ch.isdigit() for i in changed for ch in train[i])
 
 
 def test_an_empty_text_pool_is_refused_before_any_output(inputs, tmp_path):

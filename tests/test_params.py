@@ -112,6 +112,8 @@ OVERFIT = "Input should be 0 (off), a number of batches (an int) or a share of t
         ),
         ({"text_seed": -2}, f"emnist_lines.text_seed: {GE} 0, got -2"),
         ({"text_seed": "a"}, "emnist_lines.text_seed: Input should be a valid integer, got 'a'"),
+        ({"random_text_share": 1.0}, "emnist_lines.random_text_share: Input should be less than 1, got 1.0"),
+        ({"random_text_share": -0.1}, f"emnist_lines.random_text_share: {GE} 0, got -0.1"),
         ({"val_fraction": 1.0}, "emnist_hdf5.val_fraction: Input should be less than 1, got 1.0"),
         ({"source": "kaggle"}, "data.source: Input should be 'nist', 'synthetic' or 'handwriting', got 'kaggle'"),
         ({"window_stride": 7}, "line_model.window_stride: Input should be a multiple of 2, got 7"),

@@ -472,6 +472,7 @@ def test_a_line_model_records_its_lines_and_predict_reads_at_its_pitch(tmp_path:
         text_val_fraction=0.1,
         text_test_fraction=0.1,
         text_seed=0,
+        random_text_share=0.0,
     )
     assert lines["lines"]["train"] == 64
     model = line_model_params(width=8, fc_dim=16, head="none")

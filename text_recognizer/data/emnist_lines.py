@@ -29,7 +29,13 @@ import numpy as np
 from tqdm import tqdm
 
 from text_recognizer.data.emnist import SPLITS, check_lines_source, check_mapping
-from text_recognizer.data.sentences import TextPools, load_text_pools, sample_phrases, write_pool_text
+from text_recognizer.data.sentences import (
+    TextPools,
+    load_text_pools,
+    random_strings,
+    sample_phrases,
+    write_pool_text,
+)
 from text_recognizer.errors import InputError
 from text_recognizer.io import atomic_path, require_file
 from text_recognizer.metadata import (
@@ -48,6 +54,7 @@ CHUNK_LINES = 1024  # lines rendered and written at a time: bounds memory (1024 
 _RENDER_BLOCK = 256  # lines composited at a time inside render_lines, to stay in cache
 _COMPRESSION: dict[str, Any] = {"compression": "gzip", "compression_opts": 4}
 _GLYPH_ROW = np.dtype((np.void, GLYPH_SIZE))  # one row of a glyph, moved as a single item
+RANDOM_TEXT_STREAM = 1  # seeds the made-up train lines' generator beside emnist_lines.seed
 _IMAGE_CHUNK_BYTES = 1 << 19  # HDF5 chunks of about 0.5 MB: inside h5py's default 1 MB chunk cache
 
 # Byte -> line token; 255 marks characters that have no token.
@@ -297,6 +304,7 @@ def build_emnist_lines(
     text_val_fraction: float,
     text_test_fraction: float,
     text_seed: int,
+    random_text_share: float,
     train_text_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -316,7 +324,7 @@ def build_emnist_lines(
     given = {"max_length": max_length, "min_overlap": min_overlap, "max_overlap": max_overlap,
              "num_train": num_train, "num_val": num_val, "num_test": num_test, "seed": seed,
              "text_val_fraction": text_val_fraction, "text_test_fraction": text_test_fraction,
-             "text_seed": text_seed}  # fmt: skip
+             "text_seed": text_seed, "random_text_share": random_text_share}  # fmt: skip
     params = from_dict(EmnistLinesParams, "emnist_lines", given)
     emnist_h5, out_path = require_file(emnist_h5, made_by="emnist_hdf5"), Path(out_path)
     pools = load_text_pools(
@@ -325,7 +333,7 @@ def build_emnist_lines(
     sizes = {"train": params.num_train, "val": params.num_val, "test": params.num_test}
     _check_pools(pools, sizes)
     rngs = split_rngs(params.seed)
-    encoded = _encode_phrases(pools, sizes, params.max_length, rngs)
+    encoded = _encode_phrases(pools, sizes, params, rngs)
     with h5py.File(emnist_h5, "r") as src, atomic_path(out_path, suffix=".h5") as tmp:
         check_lines_source(src)
         with h5py.File(tmp, "w", libver="earliest") as dst:
@@ -339,14 +347,27 @@ def build_emnist_lines(
 
 
 def _encode_phrases(
-    pools: TextPools, sizes: dict[str, int], max_length: int, rngs: dict[str, np.random.Generator]
+    pools: TextPools, sizes: dict[str, int], params: EmnistLinesParams, rngs: dict[str, np.random.Generator]
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every split's phrases, sampled and encoded before any output: each split's generator then goes on to
-    draw its layouts, so a split's lines depend on its phrases and its own generator only."""
+    draw its layouts, so a split's lines depend on its phrases and its own generator only.
+
+    A random_text_share of the train lines then get made-up words instead (sentences.random_strings),
+    at places and with text drawn by a generator of their own, so every other line stays as it was.
+    Val and test stay Brown prose: the decoder is picked for, and the test CER measures, the text
+    the language model knows; benchmarks/real_handwriting.py measures digit strings.
+    """
     encoded = {}
     for split in SPLITS:
-        phrases = sample_phrases(pools.text(split), sizes[split], max_length, rngs[split]) if sizes[split] else []
-        encoded[split] = encode_texts(phrases, max_length)
+        n = sizes[split]
+        phrases = sample_phrases(pools.text(split), n, params.max_length, rngs[split]) if n else []
+        if split == "train" and params.random_text_share > 0 and n:
+            made_up = np.random.default_rng([params.seed, RANDOM_TEXT_STREAM])
+            places = made_up.choice(n, size=round(params.random_text_share * n), replace=False)
+            made_up_texts = random_strings(len(places), params.max_length, made_up)
+            for place, text in zip(places.tolist(), made_up_texts, strict=True):
+                phrases[place] = text
+        encoded[split] = encode_texts(phrases, params.max_length)
     return encoded
 
 
@@ -361,6 +382,7 @@ def _write_attrs(dst: h5py.File, params: EmnistLinesParams, pools: TextPools) ->
     dst.attrs["text_val_fraction"] = params.text_val_fraction
     dst.attrs["text_test_fraction"] = params.text_test_fraction
     dst.attrs["text_seed"] = params.text_seed
+    dst.attrs["random_text_share"] = params.random_text_share
     dst.attrs["text_pool_documents"] = json.dumps(pools.counts()["documents"])
     dst.attrs["text_pool_fileids"] = json.dumps({k: list(v) for k, v in pools.fileids.items()})
 
