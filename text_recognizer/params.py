@@ -149,7 +149,7 @@ class EmnistLinesParams:
     text_val_fraction: Fraction  # share of the Brown documents whose text only val lines show
     text_test_fraction: Fraction  # share whose text only test lines show
     text_seed: Seed  # which documents go to which pool; apart from `seed`, so new lines keep the test text
-    random_text_share: Fraction  # share of the train lines whose text is made-up words and numbers, not prose
+    random_text_share: Fraction  # made-up train lines (words and numbers) added, as a share of num_train
 
     @model_validator(mode="after")
     def _across_keys(self) -> EmnistLinesParams:

@@ -319,7 +319,7 @@ def build_emnist_lines(
     learn from. Same inputs and parameters give byte-identical files. Memory: the split's
     glyph pool (about 0.5 GB for ByClass train) plus one chunk.
 
-    Returns {"lines": {split: n}, "documents": {split: n}, "words": {split: n}}.
+    Returns {"lines": {split: n} (train: prose and made-up lines), "documents": {split: n}, "words": {split: n}}.
     """
     given = {"max_length": max_length, "min_overlap": min_overlap, "max_overlap": max_overlap,
              "num_train": num_train, "num_val": num_val, "num_test": num_test, "seed": seed,
@@ -343,7 +343,7 @@ def build_emnist_lines(
                 _write_split(dst, split, encoded[split], pool, params, rngs[split], progress=progress)
     if train_text_path is not None:
         write_pool_text(train_text_path, pools, "train")
-    return {"lines": sizes, **pools.counts()}
+    return {"lines": {split: len(encoded[split][1]) for split in SPLITS}, **pools.counts()}
 
 
 def _encode_phrases(
@@ -352,21 +352,20 @@ def _encode_phrases(
     """Every split's phrases, sampled and encoded before any output: each split's generator then goes on to
     draw its layouts, so a split's lines depend on its phrases and its own generator only.
 
-    A random_text_share of the train lines then get made-up words instead (sentences.random_strings),
-    at places and with text drawn by a generator of their own, so every other line stays as it was.
-    Val and test stay Brown prose: the decoder is picked for, and the test CER measures, the text
-    the language model knows; benchmarks/real_handwriting.py measures digit strings.
+    The train split then gets round(random_text_share * num_train) lines of made-up words after its
+    prose lines (sentences.random_strings, from a generator of their own), so the prose texts stay
+    as they were: replacing prose instead cost the generated test lines a third more errors (beam
+    CER 0.0062 against 0.0044, offline). Val and test stay Brown prose: the decoder is picked for, and
+    the test CER measures, the text the language model knows; benchmarks/real_handwriting.py
+    measures digit strings.
     """
     encoded = {}
     for split in SPLITS:
         n = sizes[split]
         phrases = sample_phrases(pools.text(split), n, params.max_length, rngs[split]) if n else []
-        if split == "train" and params.random_text_share > 0 and n:
+        if split == "train" and n:
             made_up = np.random.default_rng([params.seed, RANDOM_TEXT_STREAM])
-            places = made_up.choice(n, size=round(params.random_text_share * n), replace=False)
-            made_up_texts = random_strings(len(places), params.max_length, made_up)
-            for place, text in zip(places.tolist(), made_up_texts, strict=True):
-                phrases[place] = text
+            phrases += random_strings(round(params.random_text_share * n), params.max_length, made_up)
         encoded[split] = encode_texts(phrases, params.max_length)
     return encoded
 
