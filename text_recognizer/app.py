@@ -321,8 +321,10 @@ def build_app(
             f"Model: `{Path(model_path).name}` ({reader.loaded.kind} checkpoint). "
             "Joined-up cursive cannot be read: the models learned from separate EMNIST glyphs. "
             "Measured on held-apart development data: separate printed letters and digits read well (under 10 % of "
-            "characters wrong on font lines); single real handwritten glyphs mostly right (86-88 %); lines of real "
-            "handwriting still poorly (65-84 % of characters wrong): write large, separate, upright characters."
+            "characters wrong on font lines); single real handwritten glyphs mostly right (86-88 %); real "
+            "handwritten digit strings half right (55 % of characters wrong with the prose language model this page "
+            "reads with; 25 % with `text-recognizer predict --decoder greedy`); real "
+            "handwritten words still poorly (63-70 % wrong): write large, separate, upright characters."
         )
         inputs = _inputs(is_char)
         results = _results(is_char)
