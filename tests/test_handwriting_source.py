@@ -184,3 +184,17 @@ def test_digits_keep_file_order_and_classes() -> None:
     assert np.array_equal(digits["train"][0][0], first)
     dev = np.array(rows[hw.DIGIT_ROWS_TRAIN].split(",")[:-1], dtype=np.float32).reshape(28, 28) / 255
     assert np.array_equal(digits["test"][0][0], dev)  # row 361 is the first development row
+
+
+def test_the_fast_upscale_is_ndimage_zoom_then_blur():
+    """to_emnist_look upscales through torch's bilinear kernel: the same numbers as ndimage.zoom(order=1)."""
+    from scipy import ndimage
+
+    from text_recognizer.data.handwriting import _upscaled_and_blurred
+
+    rng = np.random.default_rng(0)
+    for shape, scale in (((5, 16, 8), 8.0), ((4, 28, 28), 128 / 28)):
+        images = (rng.random(shape) > 0.6).astype(np.float32)
+        expected = ndimage.gaussian_filter(ndimage.zoom(images, (1, scale, scale), order=1), (0, 2.0, 2.0))
+        got = _upscaled_and_blurred(images, scale, sigma=2.0)
+        assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-5

@@ -292,12 +292,23 @@ def to_emnist_look(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     boxes = rng.uniform(*FIT_RANGE, len(images))
     out = np.zeros((len(images), GLYPH_SIZE, GLYPH_SIZE), dtype=np.float32)
     for start in range(0, len(images), _CHUNK):
-        big = ndimage.zoom(images[start : start + _CHUNK].astype(np.float32), (1, scale, scale), order=1)
-        big = ndimage.gaussian_filter(big, (0, max(1.0, scale / 2), max(1.0, scale / 2)))
+        big = _upscaled_and_blurred(images[start : start + _CHUNK], scale, sigma=max(1.0, scale / 2))
         for i, glyph in enumerate(big, start):
             out[i] = _fit(glyph, boxes[i])
     peak = out.reshape(len(out), -1).max(axis=1)[:, None, None]
     return np.round(255 * out / np.maximum(peak, 1e-6)).astype(np.uint8)
+
+
+def _upscaled_and_blurred(images: np.ndarray, scale: float, *, sigma: float) -> np.ndarray:
+    """(N, h, w) -> (N, round(h * scale), round(w * scale)) float32: bilinear with the corners aligned (what
+    ndimage.zoom(order=1) gives, within 2e-6, but through torch's kernel: ~17x faster), then Gaussian-blurred."""
+    import torch
+    import torch.nn.functional as F
+
+    stack = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
+    size = (round(images.shape[1] * scale), round(images.shape[2] * scale))
+    big = F.interpolate(stack, size=size, mode="bilinear", align_corners=True)[:, 0].numpy()
+    return ndimage.gaussian_filter(big, (0, sigma, sigma))
 
 
 def _fit(glyph: np.ndarray, box: float) -> np.ndarray:
