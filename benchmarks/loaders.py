@@ -215,10 +215,10 @@ class Recipe:
 
 
 def prepare(network: nn.Module, device: torch.device, compile: bool) -> nn.Module:
-    """What training.prepare_network does (TF32 and channels_last on a GPU, then torch.compile if asked),
+    """What training.prepare_network does (TF32 on a GPU, channels_last everywhere, then torch.compile if asked),
     repeated here because training.py imports dvclive, which the GPU machine lacks."""
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
-        network = network.to(memory_format=torch.channels_last)
+    network = network.to(memory_format=torch.channels_last)
     network = network.to(device)
     return torch.compile(network) if compile else network  # type: ignore[return-value]

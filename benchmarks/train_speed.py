@@ -8,7 +8,7 @@ train_cnn / train_line_cnn's batch size with the project's AdamW at a constant l
 FSDL per-sample DataLoader at batch 128, by DeviceLoader with augmentation, and the model alone on one
 batch already on the device (no data path at all). A plain loop (forward, backward, AdamW step), not
 Lightning, so the figures measure the data path and the model, not the trainer. bf16 autocast and
-channels_last on a GPU, as the project trains; float32 on a CPU. Each row builds its model once; every
+channels_last on a GPU, as the project trains; float32 and channels_last on a CPU. Each row builds its model once; every
 column runs its own warm-up steps, then `samples` in `repeats` timed chunks (the clock is read after
 torch.cuda.synchronize()). --compile: torch.compile the model; the baseline column and widths 32 and 16
 are then left out (a batch of 128 would compile the model a second time, and each compilation takes
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     line_n = max(tl.batch_size, n // recipe.lines.max_length)  # the same pixels, at least one batch
     lines = tile(make_lines(glyphs, labels, min(4096, max(2 * tl.batch_size, line_n)), recipe.lines), line_n)
     chars = tile((glyphs, labels), max(n, 4 * tc.batch_size))
-    precision = "bf16 autocast, channels_last" if device.type == "cuda" else "float32"
+    precision = "bf16 autocast, channels_last" if device.type == "cuda" else "float32, channels_last"
     print(f"\n## (b) training samples/s, plain loop, {precision}, compile {args.compile}")
     print(f"   {size['warmup']} warm-up step(s) per column, then {size['repeats']} timed chunk(s) of ~{n:,} in all")
     print(

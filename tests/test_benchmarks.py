@@ -112,6 +112,14 @@ def test_train_speed_counts_the_samples_of_its_timed_chunks(monkeypatch: pytest.
     assert len(steps) == 2 + 3 * 3 and row["warmup_s"] == 1.0  # 2 warm-up steps, then 3 batches to pass 30 / 3
 
 
+def test_memory_format_quick(tmp_path: Path) -> None:
+    """Both networks time a training step in both formats (which is faster is the figure, not asked here)."""
+    results = run_quick("memory_format", tmp_path, "-S", "model.width=8")
+    assert set(results) == {"char resnet", "line ctc (lstm)"}, results
+    for times in results.values():
+        assert set(times) == {"contiguous", "channels_last"} and all(0 < t < 60 for t in times.values()), times
+
+
 def test_time_to_accuracy_quick_with_a_params_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The baseline trains 3 epochs (--quick's 1 leaves it at chance: 0.018), so its target is one a model reaches by
     learning: 0.165 here, held-out accuracy by epoch 0.018, 0.065, 0.165 (on the CPU the run is deterministic)."""

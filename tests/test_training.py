@@ -493,3 +493,15 @@ def test_a_line_model_records_its_lines_and_predict_reads_at_its_pitch(tmp_path:
     ink_cols = np.flatnonzero(cells.max(axis=0) > 128)
     starts = ink_cols[np.flatnonzero(np.diff(ink_cols, prepend=-10) > 1)]
     assert np.diff(starts).tolist() == [pitch, pitch]
+
+
+def test_networks_train_in_channels_last_on_the_cpu_too():
+    """oneDNN runs channels_last convolutions and batch norms ~1.2-1.4x faster (benchmarks/memory_format.py)."""
+    from text_recognizer.models.line_cnn import LineCNN
+    from text_recognizer.training import Hardware, prepare_network
+
+    network = LineCNN(width=8, fc_dim=16, window_width=28, window_stride=8, dropout=0.0, head="none")
+    assert not network.backbone[0].weight.is_contiguous(memory_format=torch.channels_last)
+    prepared = prepare_network(network, Hardware(accelerator="cpu", precision="32-true"), compile=False)
+    convs = [m for m in prepared.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)

@@ -276,10 +276,11 @@ def resolve_hardware(run: TrainParams, *, section: str = CHAR_SECTION) -> Hardwa
 
 
 def prepare_network(network: nn.Module, hardware: Hardware, *, compile: bool) -> nn.Module:
-    """channels_last on a GPU (faster convolutions with tensor cores), then torch.compile if asked."""
+    """channels_last (on a GPU for tensor cores; on the CPU oneDNN's convolutions and batch norms run ~20 % faster
+    that way: a line model's training step 0.57 -> 0.45 s, benchmarks/RESULTS.md), then torch.compile if asked."""
     if hardware.on_gpu:
         torch.set_float32_matmul_precision("high")  # TF32 for whatever still runs in float32
-        network = network.to(memory_format=torch.channels_last)
+    network = network.to(memory_format=torch.channels_last)
     if compile:
         network = torch.compile(network)  # type: ignore[assignment]
     return network
