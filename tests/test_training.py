@@ -501,7 +501,8 @@ def test_networks_train_in_channels_last_on_the_cpu_too():
     from text_recognizer.training import Hardware, prepare_network
 
     network = LineCNN(width=8, fc_dim=16, window_width=28, window_stride=8, dropout=0.0, head="none")
-    assert not network.backbone[0].weight.is_contiguous(memory_format=torch.channels_last)
+    convs = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+    assert convs and not any(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     prepared = prepare_network(network, Hardware(accelerator="cpu", precision="32-true"), compile=False)
-    convs = [m for m in prepared.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert prepared(torch.rand(2, 1, 28, 84)).shape[0] == 2
