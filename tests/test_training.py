@@ -502,7 +502,7 @@ def test_networks_train_in_channels_last_on_the_cpu_too():
 
     network = LineCNN(width=8, fc_dim=16, window_width=28, window_stride=8, dropout=0.0, head="none")
     convs = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
-    assert convs and not any(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert convs and not all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     prepared = prepare_network(network, Hardware(accelerator="cpu", precision="32-true"), compile=False)
     assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     assert prepared(torch.rand(2, 1, 28, 84)).shape[0] == 2
