@@ -94,7 +94,15 @@ def tiny_checkpoint(path: Path, kind: str) -> Path:
         kwargs = {"num_blocks": 1, "width": 4, "dropout": 0.2}
         model, mapping = ResNetClassifier(**kwargs), EMNIST_CLASSES
     else:
-        kwargs = {"width": 4, "fc_dim": 8, "window_width": 28, "window_stride": 8, "dropout": 0.2, "head": "none"}
+        kwargs = {
+            "width": 4,
+            "fc_dim": 8,
+            "window_width": 28,
+            "window_stride": 8,
+            "dropout": 0.2,
+            "head": "none",
+            "stem": "strided",
+        }
         model, mapping = LineCNN(**kwargs), LINE_TOKENS
     save_checkpoint(path, kind=kind, model_kwargs=kwargs, state_dict=model.state_dict(), mapping=mapping)
     return path

@@ -120,6 +120,13 @@ def test_memory_format_quick(tmp_path: Path) -> None:
         assert set(times) == {"contiguous", "channels_last"} and all(0 < t < 60 for t in times.values()), times
 
 
+def test_line_stem_quick(tmp_path: Path) -> None:
+    """Both stems of the LineCNN time a training step (which is faster is the figure, not asked here)."""
+    results = run_quick("line_stem", tmp_path, "-S", "line_model.fc_dim=16")
+    assert set(results) == {"line ctc"} and set(results["line ctc"]) == {"full", "strided"}, results
+    assert all(0 < t < 60 for t in results["line ctc"].values()), results
+
+
 def test_time_to_accuracy_quick_with_a_params_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The baseline trains 3 epochs (--quick's 1 leaves it at chance: 0.018), so its target is one a model reaches by
     learning: 0.165 here, held-out accuracy by epoch 0.018, 0.065, 0.165 (on the CPU the run is deterministic)."""

@@ -25,6 +25,7 @@ LINE_KWARGS = {
     "window_width": 28,
     "window_stride": 8,
     "dropout": 0.2,
+    "stem": "strided",
 }
 
 

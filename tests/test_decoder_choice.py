@@ -30,7 +30,15 @@ from text_recognizer.reading.decoder_choice import GREEDY, DecoderSetting, choos
 from text_recognizer.reading.evaluation import evaluate_lines, line_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
-LINE_KWARGS = {"width": 8, "fc_dim": 16, "window_width": 28, "window_stride": 8, "dropout": 0.2, "head": "none"}
+LINE_KWARGS = {
+    "width": 8,
+    "fc_dim": 16,
+    "window_width": 28,
+    "window_stride": 8,
+    "dropout": 0.2,
+    "head": "none",
+    "stem": "strided",
+}
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 

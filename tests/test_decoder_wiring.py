@@ -19,7 +19,15 @@ from text_recognizer.reading.char_lm import CharLM
 from text_recognizer.reading.evaluation import evaluate_lines, line_decoder, line_logits
 from text_recognizer.reading.predict import load_model
 
-KWARGS = {"width": 8, "fc_dim": 16, "window_width": 28, "window_stride": 8, "dropout": 0.2, "head": "none"}
+KWARGS = {
+    "width": 8,
+    "fc_dim": 16,
+    "window_width": 28,
+    "window_stride": 8,
+    "dropout": 0.2,
+    "head": "none",
+    "stem": "strided",
+}
 TEXTS = ["ab", "a", "ba c", "cab"]
 
 

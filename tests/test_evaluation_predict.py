@@ -52,7 +52,15 @@ except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys
     from font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line
 
 CHAR_KWARGS = {"num_blocks": 1, "width": 4, "dropout": 0.2}
-LINE_KWARGS = {"width": 4, "fc_dim": 8, "window_width": 28, "window_stride": 8, "dropout": 0.2, "head": "none"}
+LINE_KWARGS = {
+    "width": 4,
+    "fc_dim": 8,
+    "window_width": 28,
+    "window_stride": 8,
+    "dropout": 0.2,
+    "head": "none",
+    "stem": "strided",
+}
 
 
 def forced_char_checkpoint(path, cls: int):

@@ -49,7 +49,15 @@ except ModuleNotFoundError as err:
     web = None
 
 REQUIRED = os.environ.get("CI", "").lower() == "true"
-LINE_KWARGS = {"width": 4, "fc_dim": 8, "window_width": 28, "window_stride": 8, "dropout": 0.2, "head": "none"}
+LINE_KWARGS = {
+    "width": 4,
+    "fc_dim": 8,
+    "window_width": 28,
+    "window_stride": 8,
+    "dropout": 0.2,
+    "head": "none",
+    "stem": "strided",
+}
 NOBODY = 65534
 # function_scoped_fixture: capfd is read out (and so emptied) before and after every example, on purpose.
 FUZZ = settings(

@@ -198,13 +198,17 @@ def test_checkpoint_round_trip_rebuilds_the_simple_model(tmp_path: Path) -> None
     x = torch.rand(2, 1, GLYPH_SIZE, GLYPH_SIZE * 3)
     with torch.no_grad():
         assert torch.equal(loaded.model(x), net(x))
-    # a line checkpoint that records no arch predates it: a LineCNN (with no head when it records none)
+    # a line checkpoint that records no arch predates it: a LineCNN (with no head when it records none, and the
+    # full-resolution stem, which every LineCNN had before line_model.stem)
     ctc = {"width": 4, "fc_dim": 8, "window_width": 28, "window_stride": 8, "dropout": 0.0}
-    old = line_network(arch="ctc", head="none", **ctc)
+    old = line_network(arch="ctc", head="none", stem="full", **ctc).eval()
     save_checkpoint(
         tmp_path / "old.pt", kind="line", model_kwargs=ctc, state_dict=old.state_dict(), mapping=LINE_TOKENS
     )
-    assert load_checkpoint(tmp_path / "old.pt").arch == "ctc"
+    loaded_old = load_checkpoint(tmp_path / "old.pt")
+    assert loaded_old.arch == "ctc" and loaded_old.model.stem == "full"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded_old.model(x), old(x), rtol=0, atol=0)
 
 
 # --- training, evaluate and predict ------------------------------------------------------------------------------

@@ -29,7 +29,15 @@ from text_recognizer.models.resnet import ResNetClassifier, stage_sizes
 # The networks have no defaults (training passes params.yaml's sections); these tests' base networks, which
 # each test changes where it needs to.
 CHAR_NET = {"num_blocks": 3, "width": 64, "dropout": 0.2}
-LINE_NET = {"width": 64, "window_width": 28, "window_stride": 8, "fc_dim": 256, "dropout": 0.2, "head": "none"}
+LINE_NET = {
+    "width": 64,
+    "window_width": 28,
+    "window_stride": 8,
+    "fc_dim": 256,
+    "dropout": 0.2,
+    "head": "none",
+    "stem": "strided",
+}
 # A whole model section, every arch's sizes small (what `model.arch` picks from).
 MODEL_SECTION = {**CHAR_NET, "width": 8, "conv_dim": 8, "fc_dim": 16, "fc1_dim": 32, "fc2_dim": 16}
 
@@ -109,11 +117,30 @@ def test_line_cnn_windows_are_local():
     assert not torch.allclose(out_x[..., -1], out_y[..., -1])
 
 
+@pytest.mark.parametrize(("stem", "reach"), [("full", 5), ("strided", 6)])
+def test_line_cnn_stems_reach_exactly_their_right_context(stem, reach):
+    """Window 0 reads pixels [0, 28): its output hears pixel 27 + reach and nothing past it (RIGHT_CONTEXT is the
+    larger reach, so a crop keeps what every stem reads)."""
+    torch.manual_seed(0)
+    model = _shake_batchnorm(line_cnn(width=8, fc_dim=8, stem=stem))
+    x = torch.rand(1, 1, 28, 28 * 3)
+    beyond, last = x.clone(), x.clone()
+    beyond[..., 28 + reach :] = torch.rand_like(beyond[..., 28 + reach :])
+    last[..., 27 + reach] = torch.rand_like(last[..., 27 + reach]) + 1.0
+    with torch.no_grad():
+        out, out_beyond, out_last = model(x)[..., 0], model(beyond)[..., 0], model(last)[..., 0]
+    torch.testing.assert_close(out_beyond, out, rtol=0, atol=0)
+    assert not torch.allclose(out_last, out)
+    assert reach <= RIGHT_CONTEXT
+
+
 def test_line_cnn_validation():
     with pytest.raises(ValueError, match="window_width"):
         line_cnn(window_width=27)
     with pytest.raises(ValueError, match="window_stride"):
         line_cnn(window_stride=3)
+    with pytest.raises(ValueError, match="stem must be one of full, strided"):
+        line_cnn(stem="pooled")  # type: ignore[arg-type]
     model = line_cnn(width=8, fc_dim=8).eval()
     with pytest.raises(ValueError, match="narrower than window_width"):
         model(torch.rand(1, 1, 28, 20))
@@ -201,16 +228,17 @@ def _shake_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def test_old_line_checkpoint_loads_as_head_none_with_the_old_outputs(tmp_path):
-    """A checkpoint without `head` (all written before it) loads strictly and computes what the old forward did."""
+    """A checkpoint without `head` (all written before it) loads strictly and computes what the old forward did:
+    no context head, and the full-resolution stem that every LineCNN had before `stem`."""
     torch.manual_seed(0)
-    model = _shake_batchnorm(line_cnn(width=8, fc_dim=8))
+    model = _shake_batchnorm(line_cnn(width=8, fc_dim=8, stem="full"))
     assert list(model.state_dict()) == _OLD_LINE_KEYS
     old_kwargs = {"width": 8, "window_width": 28, "window_stride": 8, "fc_dim": 8, "dropout": 0.2, "num_classes": 65}
     save_checkpoint(
         tmp_path / "old.pt", kind="line", model_kwargs=old_kwargs, state_dict=model.state_dict(), mapping=LINE_TOKENS
     )
     loaded = load_checkpoint(tmp_path / "old.pt", expected_kind="line").model
-    assert loaded.head == "none" and loaded.context is None
+    assert loaded.head == "none" and loaded.context is None and loaded.stem == "full"
     x = torch.rand(2, 1, 28, 115)  # odd, (W - 28) % 8 == 7: the extra half-column window is no output
     with torch.no_grad():  # the forward of the LineCNN before the heads, from the same modules
         old = model.classifier(model.dropout(model.relu(model.window_bn(model.window(model.backbone(x))))))
@@ -256,12 +284,13 @@ def test_line_widths_sit_on_the_window_lattice():
 
 
 @pytest.mark.parametrize("head", ["none", "lstm", "transformer"])
+@pytest.mark.parametrize("stem", ["full", "strided"])
 @pytest.mark.parametrize(("window_width", "window_stride"), [(28, 8), (20, 2)])
-def test_cropped_lines_give_the_full_width_logits_within_their_lengths(head, window_width, window_stride):
+def test_cropped_lines_give_the_full_width_logits_within_their_lengths(head, stem, window_width, window_stride):
     """Cropping a batch to its widest line changes no logit a line owns (eval mode: BN without batch statistics)."""
     torch.manual_seed(0)
     model = _shake_batchnorm(
-        line_cnn(width=8, fc_dim=16, window_width=window_width, window_stride=window_stride, head=head)
+        line_cnn(width=8, fc_dim=16, window_width=window_width, window_stride=window_stride, head=head, stem=stem)
     )
     x = torch.zeros(4, 1, 28, 28 * 8)
     for i, extent in enumerate([31, 97, 150, 60]):  # the widest stays well inside the image: the crop binds

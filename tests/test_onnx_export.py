@@ -209,11 +209,27 @@ def random_line_checkpoint(path: Path, **kwargs) -> Path:
     ("kwargs", "exporter"),
     [
         (
-            {"arch": "ctc", "head": "none", "width": 8, "fc_dim": 16, "window_width": 28, "window_stride": 8},
+            {
+                "arch": "ctc",
+                "head": "none",
+                "stem": "full",
+                "width": 8,
+                "fc_dim": 16,
+                "window_width": 28,
+                "window_stride": 8,
+            },
             "torchscript",
         ),
         (
-            {"arch": "ctc", "head": "transformer", "width": 8, "fc_dim": 16, "window_width": 20, "window_stride": 6},
+            {
+                "arch": "ctc",
+                "head": "transformer",
+                "stem": "strided",
+                "width": 8,
+                "fc_dim": 16,
+                "window_width": 20,
+                "window_stride": 6,
+            },
             "dynamo",
         ),
         ({"arch": "simple", "width": 8, "fc_dim": 16}, "torchscript"),
@@ -244,7 +260,15 @@ def test_other_line_archs_match_torch(tmp_path, test_images, kwargs, exporter):
 
 
 def test_torchscript_exporter_refuses_a_transformer_head(tmp_path):
-    kwargs = {"arch": "ctc", "head": "transformer", "width": 4, "fc_dim": 8, "window_width": 28, "window_stride": 8}
+    kwargs = {
+        "arch": "ctc",
+        "head": "transformer",
+        "stem": "strided",
+        "width": 4,
+        "fc_dim": 8,
+        "window_width": 28,
+        "window_stride": 8,
+    }
     checkpoint = random_line_checkpoint(tmp_path / "line.pt", **kwargs)
     with pytest.raises(ExportError, match="dynamo"):
         export_onnx(checkpoint, tmp_path / "line.onnx", exporter="torchscript")

@@ -500,7 +500,7 @@ def test_networks_train_in_channels_last_on_the_cpu_too():
     from text_recognizer.models.line_cnn import LineCNN
     from text_recognizer.training import Hardware, prepare_network
 
-    network = LineCNN(width=8, fc_dim=16, window_width=28, window_stride=8, dropout=0.0, head="none")
+    network = LineCNN(width=8, fc_dim=16, window_width=28, window_stride=8, dropout=0.0, head="none", stem="strided")
     convs = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
     assert convs and not all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     prepared = prepare_network(network, Hardware(accelerator="cpu", precision="32-true"), compile=False)

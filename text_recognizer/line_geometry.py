@@ -26,10 +26,12 @@ from text_recognizer.metadata import GLYPH_SIZE, PAD_INDEX
 if TYPE_CHECKING:
     import torch
 
-# Columns past a window's right edge that still reach its output in the LineCNN backbone: 1 from the
-# full-resolution 3x3 conv, 2 from the stride-2 conv and 2 x 2 from the residual block's 3x3 convs at
-# half resolution (tests/test_models.py checks that cropping with it keeps the logits).
-RIGHT_CONTEXT = 5
+# Columns past a window's right edge that still reach its output in the LineCNN backbone, the larger of its two
+# stems. A half-resolution column j holds pixels 2j and 2j + 1; a 3x3 conv at half resolution reaches 2 pixels
+# further, one at full resolution 1, and the stride-2 conv itself (pixels 2j - 1 .. 2j + 1) none to the right:
+# "strided" 2 (its second conv) + 2 x 2 (the residual block) = 6, "full" 1 + 4 = 5. tests/test_models.py checks
+# that cropping with it keeps the logits of both.
+RIGHT_CONTEXT = 6
 # Blank columns kept after a line's last ink column, so that its last window ends on background. The
 # augmentation of lines may move ink sideways by at most this much (`ink_sideways_shift`): it then stays
 # within the columns the line's CTC steps read.

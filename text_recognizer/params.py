@@ -82,6 +82,7 @@ MAX_SEED = 2**32 - 1  # NumPy's SeedSequence entropy and Lightning's seed_everyt
 Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
 Source = Literal["nist", "synthetic", "handwriting"]
 LineHead = Literal["none", "lstm", "transformer"]  # LineCNN's context heads (models.line_cnn builds them)
+LineStem = Literal["full", "strided"]  # LineCNN's first two convolutions (models.line_cnn builds them)
 LineArch = Literal["ctc", "simple"]  # the line networks (models.line_archs builds them)
 CharArch = Literal["resnet", "cnn", "mlp"]  # the character networks (models.char_archs builds them)
 Schedule = Literal["onecycle", "constant"]
@@ -90,6 +91,7 @@ Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 Strategy = Literal["auto", "ddp", "ddp_spawn"]
 Decoder = Literal["greedy", "beam"]
 LINE_HEADS: tuple[str, ...] = typing.get_args(LineHead)
+LINE_STEMS: tuple[str, ...] = typing.get_args(LineStem)
 LINE_ARCHS: tuple[str, ...] = typing.get_args(LineArch)
 CHAR_ARCHS: tuple[str, ...] = typing.get_args(CharArch)
 PRECISIONS, ACCELERATORS = typing.get_args(Precision), typing.get_args(Accelerator)
@@ -194,6 +196,7 @@ class LineModelParams:
     fc_dim: Positive
     dropout: Fraction
     head: LineHead  # ctc only: context over the window features (LINE_HEADS)
+    stem: LineStem  # ctc only: the resolution of the first convolution (LINE_STEMS)
 
     @model_validator(mode="after")
     def _across_keys(self) -> LineModelParams:

@@ -42,6 +42,9 @@ MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {"char": char_network, "li
 # records its arch records every key its arch reads (a simple line model has no head). The networks themselves
 # have no defaults: training passes every value from params.yaml.
 WRITTEN_BEFORE: dict[str, dict[str, Any]] = {"line": {"arch": "ctc", "head": "none"}, "char": {"arch": "resnet"}}
+# Keys an arch gained after its checkpoints began recording it, and the value its older checkpoints hold: LineCNN
+# checkpoints written before line_model.stem have the full-resolution stem.
+ADDED_TO_ARCH: dict[tuple[str, str], dict[str, Any]] = {("line", "ctc"): {"stem": "full"}}
 _COMPILE_PREFIX = re.compile(r"(^|\.)_orig_mod\.")
 
 
@@ -72,10 +75,10 @@ def strip_compile_prefix(key: str) -> str:
 
 
 def with_written_before(kind: str, model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """`model_kwargs` with WRITTEN_BEFORE's values for a checkpoint that records no arch (see there)."""
-    if "arch" in model_kwargs:
-        return dict(model_kwargs)
-    return {**WRITTEN_BEFORE.get(kind, {}), **model_kwargs}
+    """`model_kwargs` with the values an older checkpoint does not record: WRITTEN_BEFORE's where it records no
+    arch, ADDED_TO_ARCH's where its arch gained a key later (see there)."""
+    kwargs = dict(model_kwargs) if "arch" in model_kwargs else {**WRITTEN_BEFORE.get(kind, {}), **model_kwargs}
+    return {**ADDED_TO_ARCH.get((kind, str(kwargs.get("arch"))), {}), **kwargs}
 
 
 def build_model(kind: str, model_kwargs: Mapping[str, Any]) -> nn.Module:

@@ -15,7 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from text_recognizer.line_geometry import output_length
 from text_recognizer.metadata import GLYPH_SIZE, LINE_TOKENS
 from text_recognizer.models.resnet import ResidualBlock
-from text_recognizer.params import LINE_HEADS, LineHead
+from text_recognizer.params import LINE_HEADS, LINE_STEMS, LineHead, LineStem
 
 _TRANSFORMER_LAYERS = 2
 
@@ -33,8 +33,12 @@ def sinusoidal_positions(steps: int, dim: int, device: torch.device, dtype: torc
 class LineCNN(nn.Module):
     """Reads a line of handwriting as a sequence of per-window class scores (the FSDL LineCNN idea).
 
-    Backbone (shared by all windows): conv3x3(1 -> width/2) + BN + ReLU at full resolution,
+    Backbone (shared by all windows), stem "full": conv3x3(1 -> width/2) + BN + ReLU at full resolution,
     conv3x3 stride 2 (-> width channels, 14 x W/2) + BN + ReLU, one residual block at 14 x W/2.
+    Stem "strided": the stride moves to the first conv (1 -> width/2, 14 x W/2), the second keeps the
+    half resolution: the same layers and output, without the 28 x W activations that made the first
+    conv, BN and ReLU a third of a CPU training step (~1.4x faster steps, but real handwriting read
+    worse; docs/decisions.md).
     The "sliding window" is then a single convolution, Conv2d(width, fc_dim,
     kernel=(14, window_width/2), stride=(1, window_stride/2)), which is exactly a fully connected
     layer applied to every window of the half-resolution map; BN + ReLU, then the context head,
@@ -44,8 +48,8 @@ class LineCNN(nn.Module):
     [t * window_stride/2, t * window_stride/2 + window_width/2), i.e. the window of window_width
     pixels of the line starting at pixel t * window_stride; consecutive positions are window_stride
     pixels apart. The 3x3 convolutions of the backbone add a context margin of 6 pixels on the
-    left and line_geometry.RIGHT_CONTEXT (5) on the right of that window; the whole 28-pixel height is
-    always seen.
+    left and 5 on the right of that window with the full stem, 7 and 6 with the strided one
+    (line_geometry.RIGHT_CONTEXT is the larger); the whole 28-pixel height is always seen.
 
     Context heads (between the window features and the classifier; the window alone sees ~1.5 glyphs):
     "none": nothing, the network above (checkpoints without `head` are this one, same weights: see
@@ -72,6 +76,8 @@ class LineCNN(nn.Module):
         Dropout probability before the classifier (and inside the transformer layers).
     head : "none" | "lstm" | "transformer"
         The context head, see above.
+    stem : "full" | "strided"
+        Where the backbone halves the image, see above (checkpoints without `stem` are "full").
 
     Shapes
     ------
@@ -91,6 +97,7 @@ class LineCNN(nn.Module):
         fc_dim: int,
         dropout: float,
         head: LineHead,
+        stem: LineStem,
     ) -> None:
         super().__init__()
         if window_width < 2 or window_width % 2:
@@ -101,17 +108,21 @@ class LineCNN(nn.Module):
             raise ValueError(f"width must be >= 1, got {width}")
         if head not in LINE_HEADS:
             raise ValueError(f"head must be one of {', '.join(LINE_HEADS)}, got {head!r}")
+        if stem not in LINE_STEMS:
+            raise ValueError(f"stem must be one of {', '.join(LINE_STEMS)}, got {stem!r}")
         if head == "transformer" and fc_dim % 2:
             raise ValueError(f"head 'transformer' needs an even fc_dim (sinusoidal positions), got {fc_dim}")
         self.window_width = window_width
         self.window_stride = window_stride
         self.head = head
+        self.stem = stem
         half = max(1, width // 2)
+        first_stride, second_stride = (2, 1) if stem == "strided" else (1, 2)
         self.backbone = nn.Sequential(
-            nn.Conv2d(1, half, kernel_size=3, padding=1, bias=False),
+            nn.Conv2d(1, half, kernel_size=3, stride=first_stride, padding=1, bias=False),
             nn.BatchNorm2d(half),
             nn.ReLU(inplace=True),
-            nn.Conv2d(half, width, kernel_size=3, stride=2, padding=1, bias=False),
+            nn.Conv2d(half, width, kernel_size=3, stride=second_stride, padding=1, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             ResidualBlock(in_channels=width, out_channels=width),
