@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from loaders import Recipe
 from machine import arguments, report, start
-from memory_format import LINE_WIDTH, OFFLINE, timed_step
+from memory_format import LINE_WIDTH, OFFLINE, alternating_times, line_loss
 
 STEMS = ("full", "strided")
 
@@ -33,14 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         network = recipe.linecnn(device)
         lines = torch.rand(recipe.train_line_cnn.batch_size, 1, 28, LINE_WIDTH, device=device)
         runs[stem] = (network, torch.optim.AdamW(network.parameters()), (lines.to(memory_format=torch.channels_last),))
-    loss_fn = lambda out: out.float().logsumexp(1).mean()  # noqa: E731 (speed does not depend on which loss)
-    repeats = 1 if args.quick else args.repeats
-    for network, optimizer, batch in runs.values():  # warm-up
-        timed_step(network, optimizer, loss_fn, batch)
-    times = dict.fromkeys(runs, 0.0)
-    for _ in range(repeats):
-        for stem, (network, optimizer, batch) in runs.items():
-            times[stem] += timed_step(network, optimizer, loss_fn, batch) / repeats
+    times = alternating_times(runs, line_loss, 1 if args.quick else args.repeats)
     print("\n| stem | s/step | speed-up over full |\n| --- | --- | --- |")
     for stem, seconds in times.items():
         print(f"| {stem} | {seconds:.3f} | {times['full'] / seconds:.2f}x |")
