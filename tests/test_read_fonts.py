@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from text_recognizer.data.emnist_lines import ink_measures
 from text_recognizer.lit_models.ctc import character_error_rate
 from text_recognizer.metadata import GLYPH_SIZE
 from text_recognizer.params import load_all
@@ -164,13 +165,21 @@ def test_touching_letters_are_cut_at_their_bridge():
 
 
 def test_thin_strokes_are_thickened_to_the_training_width():
+    """A thin stroke comes out as wide as the training glyphs' strokes, measured as training measures them (the
+    width a checkpoint records); asked for a wider pen it carries more ink; a thick stroke keeps its own width."""
     thin, thick = Image.new("L", (160, 220), 0), Image.new("L", (160, 220), 0)
     ImageDraw.Draw(thin).line([(20, 10), (20, 200), (140, 200)], fill=255, width=2)  # an L of 1% of its height
     ImageDraw.Draw(thick).line([(40, 10), (40, 180), (140, 180)], fill=255, width=70)
-    thin_cell = normalize.fit_glyph(np.asarray(thin, dtype=np.float32) / 255)
-    thick_cell = normalize.fit_glyph(np.asarray(thick, dtype=np.float32) / 255)
-    assert 3.0 <= normalize.stroke_width(thin_cell > 128) <= 5.5  # the offline glyphs' median is about 4.2
-    assert normalize.stroke_width(thick_cell > 128) > 5.5  # thick strokes are left as they are
+
+    def cell(image: Image.Image, stroke: float) -> np.ndarray:
+        return normalize.fit_glyph(np.asarray(image, dtype=np.float32) / 255, stroke=stroke)
+
+    default = cell(thin, normalize.STROKE_WIDTH)
+    assert abs(ink_measures(default[None])["stroke_width"] - normalize.STROKE_WIDTH) <= 0.5
+    stem = slice(5, 15)  # rows of the L's upright only: a row's ink sum is the stroke's width in pixels
+    widths = [float(cell(thin, stroke)[stem].sum(axis=1).mean()) / 255 for stroke in (1.0, 2.1, 3.5)]
+    assert widths[0] < widths[1] < widths[2] and widths[2] > 1.1 * widths[1], widths
+    assert ink_measures(cell(thick, normalize.STROKE_WIDTH)[None])["stroke_width"] > 4  # left as it is
 
 
 @needs_fonts

@@ -378,9 +378,9 @@ def _model_input(
     as_is = layout == "line" and loaded.kind == "line" and gray.shape[0] == GLYPH_SIZE
     if check_kind and not as_is:  # a 28-px line read as a line was declared one: "a" is a line of one character
         _check_shape(loaded, glyphs)
-    box = GLYPH_BOX  # not yet the checkpoint's measured box: see docs/decisions.md, "What reading needs"
+    box, stroke = GLYPH_BOX, _stroke(loaded)  # not yet the measured box: docs/decisions.md, "What reading needs"
     if loaded.kind == "char":
-        return normalize.fit_glyph(a, box=box), ink
+        return normalize.fit_glyph(a, box=box, stroke=stroke), ink
     if layout == "line":
         if as_is:  # already an EMNISTLines-sized line: the model sees it as it trained
             return _line_as_is(gray, window), ink
@@ -389,7 +389,7 @@ def _model_input(
     cells, gaps = [], []
     for pieces, space in zip(_resolve_touching(glyphs, loaded), spaces, strict=True):
         for k, piece in enumerate(pieces):
-            cells.append(normalize.fit_glyph(piece.ink, box=box))
+            cells.append(normalize.fit_glyph(piece.ink, box=box, stroke=stroke))
             gaps.append(space and k == 0)
     return normalize.lay_out(cells, gaps[1:], pitch=_pitch(loaded), min_width=window), ink
 
@@ -422,6 +422,13 @@ def _pitch(loaded: LoadedModel) -> int:
     return normalize.PITCH
 
 
+def _stroke(loaded: LoadedModel) -> float:
+    """The stroke width of the glyphs a checkpoint was trained on (pixels of a 28x28 cell), as training measured
+    it; normalize.STROKE_WIDTH (the offline glyphs') for a checkpoint that records none."""
+    width = _drawn(loaded).get("stroke_width")
+    return float(width) if isinstance(width, (int, float)) and width > 0 else normalize.STROKE_WIDTH
+
+
 def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> list[list[normalize.Glyph]]:
     """Each glyph as it reads best: whole, or (when wide) cut into 2 or 3 touching letters.
 
@@ -443,9 +450,11 @@ def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> lis
     flat = [(k, option) for k, options in enumerate(choices) if len(options) > 1 for option in options]
     if not flat:
         return [options[0] for options in choices]
-    pitch, box = _pitch(loaded), GLYPH_BOX
+    pitch, box, stroke = _pitch(loaded), GLYPH_BOX, _stroke(loaded)
     images = [
-        normalize.lay_out([normalize.fit_glyph(p.ink, box=box) for p in o], [False] * (len(o) - 1), pitch=pitch)
+        normalize.lay_out(
+            [normalize.fit_glyph(p.ink, box=box, stroke=stroke) for p in o], [False] * (len(o) - 1), pitch=pitch
+        )
         for _, o in flat
     ]
     width = max(i.shape[1] for i in images)
