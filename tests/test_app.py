@@ -56,6 +56,11 @@ try:
 except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
     import pages as P
 
+try:
+    from tests.tiny_nets import TINY_CHAR_NET, TINY_LINE_NET
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from tiny_nets import TINY_CHAR_NET, TINY_LINE_NET
+
 REQUIRED = os.environ.get("CI", "").lower() == "true" or os.environ.get("TEXT_RECOGNIZER_REQUIRE_BROWSER") == "1"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT_MS = 60_000  # a shared 2-core machine: model load, first render and the event round trip take seconds
@@ -91,18 +96,10 @@ def tiny_checkpoint(path: Path, kind: str) -> Path:
     """An untrained checkpoint: enough to check that the page gives exactly what read_array gives."""
     torch.manual_seed(0)
     if kind == "char":
-        kwargs = {"num_blocks": 1, "width": 4, "dropout": 0.2}
+        kwargs = TINY_CHAR_NET
         model, mapping = ResNetClassifier(**kwargs), EMNIST_CLASSES
     else:
-        kwargs = {
-            "width": 4,
-            "fc_dim": 8,
-            "window_width": 28,
-            "window_stride": 8,
-            "dropout": 0.2,
-            "head": "none",
-            "stem": "strided",
-        }
+        kwargs = TINY_LINE_NET
         model, mapping = LineCNN(**kwargs), LINE_TOKENS
     save_checkpoint(path, kind=kind, model_kwargs=kwargs, state_dict=model.state_dict(), mapping=mapping)
     return path

@@ -29,16 +29,13 @@ from text_recognizer.reading.char_lm import CharLM
 from text_recognizer.reading.decoder_choice import GREEDY, DecoderSetting, choose_decoder, decoder_grid, pick
 from text_recognizer.reading.evaluation import evaluate_lines, line_decoder
 
+try:
+    from tests.tiny_nets import TINY_LINE_NET
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from tiny_nets import TINY_LINE_NET
+
 ROOT = Path(__file__).resolve().parents[1]
-LINE_KWARGS = {
-    "width": 8,
-    "fc_dim": 16,
-    "window_width": 28,
-    "window_stride": 8,
-    "dropout": 0.2,
-    "head": "none",
-    "stem": "strided",
-}
+LINE_KWARGS = {**TINY_LINE_NET, "width": 8, "fc_dim": 16}
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 

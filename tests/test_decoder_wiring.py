@@ -19,15 +19,12 @@ from text_recognizer.reading.char_lm import CharLM
 from text_recognizer.reading.evaluation import evaluate_lines, line_decoder, line_logits
 from text_recognizer.reading.predict import load_model
 
-KWARGS = {
-    "width": 8,
-    "fc_dim": 16,
-    "window_width": 28,
-    "window_stride": 8,
-    "dropout": 0.2,
-    "head": "none",
-    "stem": "strided",
-}
+try:
+    from tests.tiny_nets import TINY_LINE_NET
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from tiny_nets import TINY_LINE_NET
+
+KWARGS = {**TINY_LINE_NET, "width": 8, "fc_dim": 16}
 TEXTS = ["ab", "a", "ba c", "cab"]
 
 

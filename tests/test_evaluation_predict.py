@@ -51,16 +51,13 @@ try:
 except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
     from font_lines import FONT_NAMES, FONT_PACKAGE, PHRASES, STYLES, Style, find_font, render_line
 
-CHAR_KWARGS = {"num_blocks": 1, "width": 4, "dropout": 0.2}
-LINE_KWARGS = {
-    "width": 4,
-    "fc_dim": 8,
-    "window_width": 28,
-    "window_stride": 8,
-    "dropout": 0.2,
-    "head": "none",
-    "stem": "strided",
-}
+try:
+    from tests.tiny_nets import TINY_CHAR_NET, TINY_LINE_NET
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from tiny_nets import TINY_CHAR_NET, TINY_LINE_NET
+
+CHAR_KWARGS = TINY_CHAR_NET
+LINE_KWARGS = TINY_LINE_NET
 
 
 def forced_char_checkpoint(path, cls: int):

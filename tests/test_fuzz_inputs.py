@@ -48,16 +48,13 @@ except ModuleNotFoundError as err:
         raise
     web = None
 
+try:
+    from tests.tiny_nets import TINY_LINE_NET
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from tiny_nets import TINY_LINE_NET
+
 REQUIRED = os.environ.get("CI", "").lower() == "true"
-LINE_KWARGS = {
-    "width": 4,
-    "fc_dim": 8,
-    "window_width": 28,
-    "window_stride": 8,
-    "dropout": 0.2,
-    "head": "none",
-    "stem": "strided",
-}
+LINE_KWARGS = TINY_LINE_NET
 NOBODY = 65534
 # function_scoped_fixture: capfd is read out (and so emptied) before and after every example, on purpose.
 FUZZ = settings(
