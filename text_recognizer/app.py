@@ -320,11 +320,11 @@ def build_app(
             f"# text-recognizer\nWrite {what} with the mouse or a finger, or upload {photo}. "
             f"Model: `{Path(model_path).name}` ({reader.loaded.kind} checkpoint). "
             "Joined-up cursive cannot be read: the models learned from separate EMNIST glyphs. "
-            "Measured on held-apart development data: separate printed letters and digits read well (under 10 % of "
+            "Measured on held-apart development data: separate printed letters and digits read well (about 6 % of "
             "characters wrong on font lines); single real handwritten glyphs mostly right (86-88 %); real "
-            "handwritten digit strings half right (55 % of characters wrong with the prose language model this page "
-            "reads with; 25 % with `text-recognizer predict --decoder greedy`); real "
-            "handwritten words still poorly (63-70 % wrong): write large, separate, upright characters."
+            "handwritten digit strings mostly right (13 % of characters wrong with `text-recognizer predict --decoder "
+            "greedy`, 43 % with the prose language model this page reads with); real "
+            "handwritten words still poorly (about 62 % wrong): write large, separate, upright characters."
         )
         inputs = _inputs(is_char)
         results = _results(is_char)
