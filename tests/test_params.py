@@ -441,7 +441,7 @@ def test_decoder_params_are_checked(values, message):
         P.from_dict(P.EvaluateParams, "evaluate", with_yaml("evaluate", **values))
     assert err.value.problems == [message]
     evaluate = P.load_all(ROOT / "params.yaml").evaluate
-    assert set(evaluate.decoders) == {"greedy", "beam"} and evaluate.beam_width == 16
+    assert set(evaluate.decoders) == {"greedy", "beam"} and evaluate.beam_width == 32
     assert 0.0 in evaluate.lm_weights and 0.0 in evaluate.length_bonuses  # the grid holds beam search without either
     assert len(evaluate.lm_weights) * len(evaluate.length_bonuses) <= 16  # each is a beam pass over the val lines
 

@@ -323,7 +323,7 @@ def build_app(
             "Measured on held-apart development data: separate printed letters and digits read well (about 6 % of "
             "characters wrong on font lines); single real handwritten glyphs mostly right (86-88 %); real "
             "handwritten digit strings mostly right (13 % of characters wrong with `text-recognizer predict --decoder "
-            "greedy`, 43 % with the prose language model this page reads with); real "
+            "greedy`, 40 % with the prose language model this page reads with); real "
             "handwritten words still poorly (about 62 % wrong): write large, separate, upright characters."
         )
         inputs = _inputs(is_char)
