@@ -323,6 +323,35 @@ def test_read_array_line_layouts(tmp_path):
         read_array(gray, loaded, layout="words")
 
 
+def test_glyphs_are_thickened_to_the_stroke_width_the_checkpoint_records(tmp_path):
+    """predict brings thin strokes to the width training measured (extra["lines"]["stroke_width"]), and a checkpoint
+    that records none is read with normalize.STROKE_WIDTH."""
+    img = Image.new("L", (300, 120), 255)
+    draw = ImageDraw.Draw(img)
+    for x in (20, 110, 200):  # three thin L shapes
+        draw.line([(x, 10), (x, 100), (x + 50, 100)], fill=0, width=1)
+    gray = np.asarray(img)
+
+    def model_input(name: str, drawn: dict | None) -> np.ndarray:
+        path = forced_line_checkpoint(tmp_path / f"{name}.pt", token=CHAR_TO_LINE_INDEX["z"])
+        if drawn is not None:
+            checkpoint = torch.load(path, weights_only=False)
+            save_checkpoint(
+                path,
+                kind="line",
+                model_kwargs=LINE_KWARGS,
+                state_dict=checkpoint["state_dict"],
+                mapping=LINE_TOKENS,
+                extra={"lines": drawn},
+            )
+        return read_array(gray, load_model(path, device="cpu")).model_input
+
+    thin, thick = model_input("thin", {"stroke_width": 1.5}), model_input("thick", {"stroke_width": 3.5})
+    assert thick.shape == thin.shape and float(thick.sum()) > 1.1 * float(thin.sum())
+    default = model_input("default", {"stroke_width": normalize.STROKE_WIDTH})
+    assert np.array_equal(model_input("unrecorded", None), default)
+
+
 def test_read_array_names_the_wrong_kind_of_model(tmp_path):
     line = load_model(forced_line_checkpoint(tmp_path / "line.pt", token=CHAR_TO_LINE_INDEX["a"]), device="cpu")
     char = load_model(forced_char_checkpoint(tmp_path / "cnn.pt", cls=0), device="cpu")
