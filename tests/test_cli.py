@@ -18,15 +18,12 @@ from text_recognizer.metadata import CHAR_TO_LINE_INDEX, LINE_TOKENS, PAD_INDEX
 from text_recognizer.models.checkpoint import save_checkpoint
 from text_recognizer.models.line_cnn import LineCNN
 
-LINE_KWARGS = {
-    "num_classes": len(LINE_TOKENS),
-    "width": 8,
-    "fc_dim": 16,
-    "window_width": 28,
-    "window_stride": 8,
-    "dropout": 0.2,
-    "stem": "strided",
-}
+try:
+    from tests.tiny_nets import TINY_LINE_NET
+except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
+    from tiny_nets import TINY_LINE_NET
+
+LINE_KWARGS = {**TINY_LINE_NET, "width": 8, "fc_dim": 16}
 
 
 def test_show_lines_on_a_missing_file_is_one_clear_error(tmp_path: Path, capsys):
@@ -48,15 +45,14 @@ def test_predict_on_a_missing_image_is_one_clear_error(tmp_path: Path, capsys):
 @pytest.fixture
 def line_inputs(tmp_path: Path) -> dict[str, Path]:
     """A line checkpoint that reads "k" at every step, a line image, and an emnist_lines.h5 of two lines."""
-    model = LineCNN(**LINE_KWARGS, head="none")
+    model = LineCNN(**LINE_KWARGS)
     with torch.no_grad():
         model.classifier.weight.zero_()
         model.classifier.bias.zero_()
         model.classifier.bias[CHAR_TO_LINE_INDEX["k"]] = 1.0
     ckpt = tmp_path / "inputs" / "line_cnn.pt"
     ckpt.parent.mkdir()
-    kwargs = {**LINE_KWARGS, "head": "none"}
-    save_checkpoint(ckpt, kind="line", model_kwargs=kwargs, state_dict=model.state_dict(), mapping=LINE_TOKENS)
+    save_checkpoint(ckpt, kind="line", model_kwargs=LINE_KWARGS, state_dict=model.state_dict(), mapping=LINE_TOKENS)
     img = Image.new("L", (300, 60), 255)
     for x in (20, 80, 140, 200):
         ImageDraw.Draw(img).rectangle([x, 10, x + 10, 50], fill=0)

@@ -71,14 +71,16 @@ def forced_char_checkpoint(path, cls: int):
     return path
 
 
-def forced_line_checkpoint(path, token: int):
-    """A line checkpoint whose model scores `token` highest at every step."""
+def forced_line_checkpoint(path, token: int, extra: dict | None = None):
+    """A line checkpoint whose model scores `token` highest at every step (`extra`: what training recorded)."""
     model = LineCNN(**LINE_KWARGS)
     with torch.no_grad():
         model.classifier.weight.zero_()
         model.classifier.bias.zero_()
         model.classifier.bias[token] = 1.0
-    save_checkpoint(path, kind="line", model_kwargs=LINE_KWARGS, state_dict=model.state_dict(), mapping=LINE_TOKENS)
+    save_checkpoint(
+        path, kind="line", model_kwargs=LINE_KWARGS, state_dict=model.state_dict(), mapping=LINE_TOKENS, extra=extra
+    )
     return path
 
 
@@ -333,17 +335,8 @@ def test_glyphs_are_thickened_to_the_stroke_width_the_checkpoint_records(tmp_pat
     gray = np.asarray(img)
 
     def model_input(name: str, drawn: dict | None) -> np.ndarray:
-        path = forced_line_checkpoint(tmp_path / f"{name}.pt", token=CHAR_TO_LINE_INDEX["z"])
-        if drawn is not None:
-            checkpoint = torch.load(path, weights_only=False)
-            save_checkpoint(
-                path,
-                kind="line",
-                model_kwargs=LINE_KWARGS,
-                state_dict=checkpoint["state_dict"],
-                mapping=LINE_TOKENS,
-                extra={"lines": drawn},
-            )
+        extra = None if drawn is None else {"lines": drawn}
+        path = forced_line_checkpoint(tmp_path / f"{name}.pt", token=CHAR_TO_LINE_INDEX["z"], extra=extra)
         return read_array(gray, load_model(path, device="cpu")).model_input
 
     thin, thick = model_input("thin", {"stroke_width": 1.5}), model_input("thick", {"stroke_width": 3.5})

@@ -21,12 +21,13 @@ single glyph given to the line model or a line given to the character model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import stat
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -378,20 +379,21 @@ def _model_input(
     as_is = layout == "line" and loaded.kind == "line" and gray.shape[0] == GLYPH_SIZE
     if check_kind and not as_is:  # a 28-px line read as a line was declared one: "a" is a line of one character
         _check_shape(loaded, glyphs)
-    box, stroke = GLYPH_BOX, _stroke(loaded)  # not yet the measured box: docs/decisions.md, "What reading needs"
+    # not yet the checkpoint's measured box: docs/decisions.md, "What reading needs"
+    fit = functools.partial(normalize.fit_glyph, box=GLYPH_BOX, stroke=_stroke(loaded))
     if loaded.kind == "char":
-        return normalize.fit_glyph(a, box=box, stroke=stroke), ink
+        return fit(a), ink
     if layout == "line":
         if as_is:  # already an EMNISTLines-sized line: the model sees it as it trained
             return _line_as_is(gray, window), ink
         return preprocess_line(gray, window_width=window), ink
-    spaces = [False, *normalize.find_spaces(glyphs)]
+    spaces, pitch = [False, *normalize.find_spaces(glyphs)], _pitch(loaded)
     cells, gaps = [], []
-    for pieces, space in zip(_resolve_touching(glyphs, loaded), spaces, strict=True):
+    for pieces, space in zip(_resolve_touching(glyphs, loaded, fit, pitch), spaces, strict=True):
         for k, piece in enumerate(pieces):
-            cells.append(normalize.fit_glyph(piece.ink, box=box, stroke=stroke))
+            cells.append(fit(piece.ink))
             gaps.append(space and k == 0)
-    return normalize.lay_out(cells, gaps[1:], pitch=_pitch(loaded), min_width=window), ink
+    return normalize.lay_out(cells, gaps[1:], pitch=pitch, min_width=window), ink
 
 
 def _line_as_is(gray: np.ndarray, window: int) -> np.ndarray:
@@ -429,8 +431,11 @@ def _stroke(loaded: LoadedModel) -> float:
     return float(width) if isinstance(width, (int, float)) and width > 0 else normalize.STROKE_WIDTH
 
 
-def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> list[list[normalize.Glyph]]:
-    """Each glyph as it reads best: whole, or (when wide) cut into 2 or 3 touching letters.
+def _resolve_touching(
+    glyphs: list[normalize.Glyph], loaded: LoadedModel, fit: Callable[[np.ndarray], np.ndarray], pitch: int
+) -> list[list[normalize.Glyph]]:
+    """Each glyph as it reads best: whole, or (when wide) cut into 2 or 3 touching letters, each option's
+    pieces fitted (`fit`) and laid out at `pitch` as the line itself will be.
 
     Shape alone cannot tell "m" from "rn" or "ry", so the line model decides: every option of
     every wide glyph is read on its own (one batch for the whole line) and scored by its least
@@ -450,13 +455,7 @@ def _resolve_touching(glyphs: list[normalize.Glyph], loaded: LoadedModel) -> lis
     flat = [(k, option) for k, options in enumerate(choices) if len(options) > 1 for option in options]
     if not flat:
         return [options[0] for options in choices]
-    pitch, box, stroke = _pitch(loaded), GLYPH_BOX, _stroke(loaded)
-    images = [
-        normalize.lay_out(
-            [normalize.fit_glyph(p.ink, box=box, stroke=stroke) for p in o], [False] * (len(o) - 1), pitch=pitch
-        )
-        for _, o in flat
-    ]
+    images = [normalize.lay_out([fit(p.ink) for p in o], [False] * (len(o) - 1), pitch=pitch) for _, o in flat]
     width = max(i.shape[1] for i in images)
     batch = np.stack([np.pad(i, ((0, 0), (0, width - i.shape[1]))) for i in images])
     with torch.inference_mode():
