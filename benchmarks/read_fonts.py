@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "--models",
         type=Path,
         default=Path("models"),
-        help="folder with line_cnn.pt (and line_reader.pt, char_lm.npz for beam)",
+        help="folder with line_reader.pt (else line_cnn.pt: greedy only) and char_lm.npz for beam",
     )
     parser.add_argument("--phrases", choices=PHRASE_SETS, default="all", help="which half (tune on 'tuning')")
     parser.add_argument("--layout", nargs="+", choices=LAYOUTS, default=["line", "glyphs"])
@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: fonts {missing} not found: apt-get install {FONT_PACKAGE}", file=sys.stderr)
         return 1
     try:
-        loaded = load_model(args.models / "line_cnn.pt", device="cpu", expected_kind="line")
+        reader = args.models / "line_reader.pt"  # what predict reads with: its glyph model cuts touching letters
+        loaded = load_model(
+            reader if reader.is_file() else args.models / "line_cnn.pt", device="cpu", expected_kind="line"
+        )
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -8,8 +8,9 @@ language model at the (lm_weight, length_bonus) of params.yaml's grid that reads
 lines give the pick's figure (`line_cnn.test_cer`) beside greedy's and the best beam setting's. READER_CKPT
 is the line checkpoint again, recording how it was read here (the pick, the beam setting, the LM's
 sha256, val and test CERs, and the line confidence below which predict flags a reading, chosen on the val lines
-read with the pick: reading/calibration.py): what `text-recognizer predict` reads with, so that it never consults
-params.yaml. metrics/evaluate.json's `line_cnn.confidence` says what that threshold flags on the val and test lines.
+read with the pick: reading/calibration.py) and bundling the character model, which cuts touching letters
+(reading/cutting.py): what `text-recognizer predict` reads with, so that it never consults params.yaml.
+metrics/evaluate.json's `line_cnn.confidence` says what that threshold flags on the val and test lines.
 A line_model.arch simple checkpoint has no CTC outputs for the grid: it is read by the argmax of each window
 (decoder_choice.read_per_window), and that is its pick and its greedy figure.
 
@@ -75,7 +76,7 @@ def main(argv: list[str]) -> None:
         "line_cnn": choice.metrics(),
     }
     write_json(metrics_json, metrics)
-    save_with_extra(line_ckpt, reader_ckpt, reading=choice.record(file_digest(char_lm)))
+    save_with_extra(line_ckpt, reader_ckpt, glyph_model=cnn_ckpt, reading=choice.record(file_digest(char_lm)))
     print(metrics)
 
 

@@ -345,6 +345,66 @@ def test_glyphs_are_thickened_to_the_stroke_width_the_checkpoint_records(tmp_pat
     assert np.array_equal(model_input("unrecorded", None), default)
 
 
+def joined_blocks_image() -> np.ndarray:
+    """Dark on white: a block, then three blocks joined at mid-height by thin bridges (touching letters)."""
+    img = Image.new("L", (260, 100), 255)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([20, 20, 43, 79], fill=0)
+    for x in (80, 112, 144):
+        draw.rectangle([x, 20, x + 23, 79], fill=0)
+    for x in (104, 136):
+        draw.rectangle([x, 48, x + 7, 51], fill=0)
+    return np.asarray(img)
+
+
+def blocks_reader(inks: list[np.ndarray]) -> np.ndarray:
+    """Sure of a piece holding one full-height block, unsure of anything else."""
+    scores = []
+    for ink in inks:
+        tall = (ink > 0.5).sum(axis=0) > ink.shape[0] // 2
+        runs = int(tall[0]) + int(np.count_nonzero(tall[1:] & ~tall[:-1]))
+        scores.append(0.0 if runs == 1 else -3.0)
+    return np.array(scores)
+
+
+def test_touching_letters_are_cut_by_the_readers_glyph_model_else_by_the_line_model(tmp_path, monkeypatch):
+    """The reader evaluate writes bundles the char model, which scores the cut pieces; a line checkpoint without
+    one scores them itself. Either way the three joined blocks become three cells."""
+    from text_recognizer.models.checkpoint import save_with_extra
+    from text_recognizer.reading import predict
+
+    line = forced_line_checkpoint(tmp_path / "line.pt", token=CHAR_TO_LINE_INDEX["a"])
+    save_with_extra(line, tmp_path / "reader.pt", glyph_model=forced_char_checkpoint(tmp_path / "cnn.pt", cls=10))
+    calls: list[str] = []
+
+    def scored_by(name: str):
+        return lambda *args: (calls.append(name), blocks_reader(args[-1]))[1]
+
+    monkeypatch.setattr(predict, "_glyph_model_scores", scored_by("glyph model"))
+    monkeypatch.setattr(predict, "_line_model_scores", scored_by("line model"))
+    gray = joined_blocks_image()
+    by_reader = read_array(gray, load_model(tmp_path / "reader.pt", device="cpu")).model_input
+    by_line = read_array(gray, load_model(line, device="cpu")).model_input
+    assert calls == ["glyph model", "line model"]
+    four_cells = normalize.lay_out([np.zeros((GLYPH_SIZE, GLYPH_SIZE), np.uint8)] * 4, [False] * 3)
+    assert by_reader.shape == by_line.shape == four_cells.shape
+    monkeypatch.undo()  # the forced CNN is equally sure of every piece: as few pieces as the width allows (two)
+    fewest = read_array(gray, load_model(tmp_path / "reader.pt", device="cpu")).model_input
+    assert fewest.shape == normalize.lay_out([four_cells[:, :GLYPH_SIZE]] * 3, [False] * 2).shape
+
+
+def test_the_line_model_scores_a_piece_only_when_it_reads_one_character(tmp_path):
+    from text_recognizer.reading import predict
+
+    inks = [np.ones((40, w), np.float32) for w in (10, 20, 30)]
+    fit = normalize.fit_glyph
+    one = load_model(forced_line_checkpoint(tmp_path / "a.pt", token=CHAR_TO_LINE_INDEX["a"]), device="cpu")
+    none = load_model(forced_line_checkpoint(tmp_path / "blank.pt", token=0), device="cpu")
+    sure = predict._line_model_scores(one, fit, normalize.PITCH, inks)
+    assert sure.shape == (3,) and np.all(sure > predict.NOT_ONE_CHARACTER) and np.all(sure <= 0)
+    assert np.all(predict._line_model_scores(none, fit, normalize.PITCH, inks) == predict.NOT_ONE_CHARACTER)
+
+
 def test_read_array_names_the_wrong_kind_of_model(tmp_path):
     line = load_model(forced_line_checkpoint(tmp_path / "line.pt", token=CHAR_TO_LINE_INDEX["a"]), device="cpu")
     char = load_model(forced_char_checkpoint(tmp_path / "cnn.pt", cls=0), device="cpu")

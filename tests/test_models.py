@@ -20,7 +20,7 @@ from text_recognizer.line_geometry import (
 )
 from text_recognizer.metadata import EMNIST_CLASSES, LINE_TOKENS
 from text_recognizer.models.char_archs import CHAR_NETWORKS, arch_kwargs, char_network
-from text_recognizer.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from text_recognizer.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_with_extra
 from text_recognizer.models.cnn import CNN
 from text_recognizer.models.line_cnn import LineCNN
 from text_recognizer.models.mlp import MLP
@@ -400,6 +400,33 @@ def _save_char(path):
         state_dict=resnet(num_blocks=1, width=8).state_dict(),
         mapping=list(EMNIST_CLASSES),
     )
+
+
+def test_a_reader_bundles_its_glyph_model_and_keeps_it_when_copied_again(tmp_path):
+    """evaluate's reader carries the char checkpoint that cuts touching letters: it loads with the same outputs, a
+    second save_with_extra keeps it, and only a char checkpoint is taken as one."""
+    _save_char(tmp_path / "cnn.pt")
+    save_checkpoint(
+        tmp_path / "line.pt",
+        kind="line",
+        model_kwargs={**LINE_NET, "width": 8, "fc_dim": 8},
+        state_dict=line_cnn(width=8, fc_dim=8).state_dict(),
+        mapping=LINE_TOKENS,
+    )
+    assert load_checkpoint(tmp_path / "line.pt").glyph_model is None
+    save_with_extra(tmp_path / "line.pt", tmp_path / "reader.pt", glyph_model=tmp_path / "cnn.pt", reading={"a": 1})
+    save_with_extra(tmp_path / "reader.pt", tmp_path / "again.pt", reading={"a": 2})
+    char = load_checkpoint(tmp_path / "cnn.pt")
+    x = torch.rand(3, 1, 28, 28)
+    for name, reading in (("reader.pt", {"a": 1}), ("again.pt", {"a": 2})):
+        loaded = load_checkpoint(tmp_path / name, expected_kind="line")
+        assert loaded.extra["reading"] == reading and loaded.glyph_model is not None
+        assert loaded.glyph_model.kind == "char" and loaded.glyph_model.mapping == char.mapping
+        assert not loaded.glyph_model.model.training
+        torch.testing.assert_close(loaded.glyph_model.model(x), char.model(x), rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match=r"line\.pt is a line checkpoint; a reader's glyph model needs a char"):
+        save_with_extra(tmp_path / "line.pt", tmp_path / "bad.pt", glyph_model=tmp_path / "line.pt")
+    assert not (tmp_path / "bad.pt").exists()
 
 
 def test_checkpoint_wrong_kind_names_path_and_need(tmp_path):

@@ -62,6 +62,8 @@ class LoadedModel:
     model_kwargs: dict[str, Any]
     extra: dict[str, Any]
     path: Path
+    # A line reader's character model, which cuts touching letters (reading/cutting.py); evaluate bundles it.
+    glyph_model: LoadedModel | None = None
 
     @property
     def arch(self) -> str:
@@ -108,6 +110,7 @@ def save_checkpoint(
     state_dict: Mapping[str, torch.Tensor],
     mapping: list[str] | tuple[str, ...],
     extra: dict[str, Any] | None = None,
+    glyph_model: LoadedModel | None = None,
 ) -> None:
     """Write a checkpoint atomically (a crash leaves the previous file, never half a file).
 
@@ -120,23 +123,50 @@ def save_checkpoint(
     _check_json("model_kwargs", model_kwargs)
     _check_json("extra", extra or {})
     _check_json("mapping", list(mapping))
-    clean = {strip_compile_prefix(k): v.detach().cpu() for k, v in state_dict.items()}
-    payload = {
-        "format": FORMAT,
-        "kind": kind,
-        "model_kwargs": dict(model_kwargs),
-        "mapping": [str(c) for c in mapping],
-        "state_dict": clean,
-        "extra": dict(extra or {}),
-    }
+    payload = _payload(kind, model_kwargs, state_dict, mapping, extra)
+    if glyph_model is not None:
+        if kind != "line" or glyph_model.kind != "char":
+            raise ValueError("only a line checkpoint bundles a glyph model, and only a char one")
+        payload["glyph_model"] = _payload(
+            "char", glyph_model.model_kwargs, glyph_model.model.state_dict(), glyph_model.mapping, glyph_model.extra
+        )
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
 
 
-def save_with_extra(source: str | os.PathLike[str], path: str | os.PathLike[str], **extra: Any) -> None:
-    """Write a copy of checkpoint `source` with more `extra` entries: the evaluate stage's reader, the line
-    checkpoint plus the decoder it was evaluated with (a stage may not change another stage's output)."""
+def _payload(
+    kind: str,
+    model_kwargs: Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
+    mapping: list[str] | tuple[str, ...],
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "kind": kind,
+        "model_kwargs": dict(model_kwargs),
+        "mapping": [str(c) for c in mapping],
+        "state_dict": {strip_compile_prefix(k): v.detach().cpu() for k, v in state_dict.items()},
+        "extra": dict(extra or {}),
+    }
+
+
+def save_with_extra(
+    source: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    glyph_model: str | os.PathLike[str] | None = None,
+    **extra: Any,
+) -> None:
+    """Write a copy of checkpoint `source` with more `extra` entries (and the char checkpoint `glyph_model`
+    bundled): the evaluate stage's reader, the line checkpoint plus the decoder it was evaluated with and the
+    character model that cuts touching letters (a stage may not change another stage's output)."""
     loaded = load_checkpoint(source)
+    bundled = (
+        load_checkpoint(glyph_model, expected_kind="char", needed_by="a reader's glyph model")
+        if glyph_model is not None
+        else loaded.glyph_model
+    )
     save_checkpoint(
         path,
         kind=loaded.kind,
@@ -144,6 +174,7 @@ def save_with_extra(source: str | os.PathLike[str], path: str | os.PathLike[str]
         state_dict=loaded.model.state_dict(),
         mapping=loaded.mapping,
         extra={**loaded.extra, **extra},
+        glyph_model=bundled,
     )
 
 
@@ -184,6 +215,21 @@ def load_checkpoint(
         raise CheckpointError(f"{path} is a {kind} checkpoint; {needed_by} needs a {expected_kind} checkpoint")
     model, mapping = _rebuild(path, payload)
     model.to(map_location).eval()
+    glyph_model = None
+    if "glyph_model" in payload:  # a reader's bundled character model (save_checkpoint)
+        bundled = payload["glyph_model"]
+        _check_format(path, bundled)
+        if bundled["kind"] != "char":
+            raise CheckpointError(f"{path} bundles a {bundled['kind']} model as its glyph model; a char one expected")
+        glyph_net, glyph_mapping = _rebuild(path, bundled)
+        glyph_model = LoadedModel(
+            kind="char",
+            model=glyph_net.to(map_location).eval(),
+            mapping=glyph_mapping,
+            model_kwargs=dict(bundled["model_kwargs"]),
+            extra=dict(bundled.get("extra") or {}),
+            path=path,
+        )
     return LoadedModel(
         kind=kind,
         model=model,
@@ -191,6 +237,7 @@ def load_checkpoint(
         model_kwargs=dict(payload["model_kwargs"]),
         extra=dict(payload.get("extra") or {}),
         path=path,
+        glyph_model=glyph_model,
     )
 
 

@@ -9,8 +9,8 @@ into its own cell:
    peak, so the anti-aliased fringe between two close letters does not join them; merged where
    they share columns, so the dot of an i or j stays with its stem, or where fainter ink joins
    them across touching columns (a hairline thinner than half the peak). Letters that really
-   touch (serifs, "rt", "ry") stay one glyph here; `split_glyph` offers cuts and predict lets
-   the line model choose, since shape alone cannot tell "m" from "rn".
+   touch (serifs, "rt", "ry", joined-up writing) stay one glyph here; reading/cutting.py cuts
+   them where a reader reads the pieces best, since shape alone cannot tell "m" from "rn".
 2. Each glyph is fitted the way the EMNIST paper (Cohen et al. 2017, section II-A) converted
    NIST's binary 128x128 forms: the glyph is scaled to NIST's resolution and binarised (a
    photo's anti-aliasing and contrast no longer matter), blurred with a Gaussian, cropped to
@@ -91,8 +91,6 @@ WORK_HEIGHT = 160  # lines with taller ink are shrunk to this before labelling (
 MERGE_OVERLAP = 0.5  # components sharing this fraction of the narrower one's columns are one glyph
 SPACE_HEIGHTS = 0.33  # a gap wider than this many letter heights is a space...
 SPACE_GAPS = 2.0  # ...provided it is also this many times the line's median gap
-SPLIT_WIDTH = 1.1  # glyphs wider than this many median glyph widths...
-SPLIT_ASPECT = 0.7  # ...and than this many of their own heights may be touching letters
 TYPICAL_QUANTILE = 0.75  # the typical glyph height: this quantile of the component heights (dots pull the median)
 LINE_GLYPH_SHARE = 0.6  # components this share of the typical glyph height or more are letters (not a dot or dash)
 LINE_BAND_SHARE = 0.4  # bands of letter rows this share of the tallest band or more are lines of text
@@ -302,49 +300,6 @@ def find_spaces(glyphs: list[Glyph]) -> list[bool]:
     typical = max(float(np.median(gaps)), 1.0)
     threshold = max(SPACE_HEIGHTS * height, SPACE_GAPS * typical)
     return [bool(gap > threshold) for gap in gaps]
-
-
-def is_wide(glyph: Glyph, glyphs: list[Glyph]) -> bool:
-    """Whether a glyph is wide enough to be two touching letters (or one m or w: only a reader can tell)."""
-    typical = float(np.median([g.width for g in glyphs]))
-    return glyph.width > SPLIT_WIDTH * typical and glyph.width > SPLIT_ASPECT * glyph.height
-
-
-def split_glyph(glyph: Glyph, pieces: int) -> list[Glyph]:
-    """Cut a glyph into `pieces` side by side, each cut at the column with the least ink near its even share.
-
-    Touching letters meet in a thin bridge (a serif, the end of a crossbar), so the ink column
-    sum is smallest there. Each piece keeps only its own columns and is cropped to its ink.
-    """
-    profile = glyph.ink.sum(axis=0)
-    cuts = [0]
-    share = glyph.width / pieces
-    for k in range(1, pieces):
-        lo, hi = round((k - 0.4) * share), round((k + 0.4) * share)
-        lo, hi = max(lo, cuts[-1] + 1), min(hi, glyph.width - 1)
-        if lo >= hi:
-            return [glyph]
-        window = profile[lo:hi]
-        candidates = np.flatnonzero(window <= window.min() + 1e-6) + lo
-        cuts.append(int(candidates[np.argmin(np.abs(candidates - k * share))]))
-    cuts.append(glyph.width)
-    out = []
-    for left, right in itertools.pairwise(cuts):
-        ink = glyph.ink[:, left:right]
-        try:
-            top, bottom, lft, rgt = ink_box(ink / max(float(ink.max()), 1e-6))
-        except BlankImageError:
-            return [glyph]
-        out.append(
-            Glyph(
-                glyph.top + top,
-                glyph.top + bottom,
-                glyph.left + left + lft,
-                glyph.left + left + rgt,
-                np.ascontiguousarray(ink[top:bottom, lft:rgt]),
-            )
-        )
-    return out
 
 
 def stroke_width(binary: np.ndarray) -> float:

@@ -39,7 +39,7 @@ from text_recognizer.errors import InputError
 from text_recognizer.lit_models.ctc import indices_to_text
 from text_recognizer.metadata import GLYPH_SIZE
 from text_recognizer.models.checkpoint import CheckpointError, Kind, LoadedModel, load_checkpoint
-from text_recognizer.reading import normalize, paper
+from text_recognizer.reading import cutting, normalize, paper
 from text_recognizer.reading.evaluation import (
     LineDecoder,
     default_device,
@@ -85,8 +85,7 @@ IMAGE_LAYOUTS = ("auto", "page", *LAYOUTS)  # read_image's: a page cut into line
 TOP_CLASSES = 5
 LINE_ASPECT = 2.0  # a single glyph group wider than this many heights is joined-up writing, not one character
 CHAR_LINE_ASPECT = 1.5  # several glyphs in a box at least this wide are a line, not one character
-MAX_PIECES = 3  # a wide glyph is tried whole and cut into up to this many touching letters
-SPLIT_SHARE = 0.6  # ...each piece at least this many median glyph widths
+NOT_ONE_CHARACTER = -20.0  # the line model's score for a piece it reads as none or several characters (cutting.py)
 BATCH_SIZE = 32  # model inputs read at once by read_model_inputs (lines of similar width: little padding)
 CHUNK = 8 * BATCH_SIZE  # files read_files prepares before reading them: bounds the memory, keeps output flowing
 _PIL_LIMIT_LOCK = threading.Lock()
@@ -389,7 +388,7 @@ def _model_input(
         return preprocess_line(gray, window_width=window), ink
     spaces, pitch = [False, *normalize.find_spaces(glyphs)], _pitch(loaded)
     cells, gaps = [], []
-    for pieces, space in zip(_resolve_touching(glyphs, loaded, fit, pitch), spaces, strict=True):
+    for pieces, space in zip(cutting.cut_touching(glyphs, _piece_scorer(loaded, fit, pitch)), spaces, strict=True):
         for k, piece in enumerate(pieces):
             cells.append(fit(piece.ink))
             gaps.append(space and k == 0)
@@ -431,45 +430,46 @@ def _stroke(loaded: LoadedModel) -> float:
     return float(width) if isinstance(width, (int, float)) and width > 0 else normalize.STROKE_WIDTH
 
 
-def _resolve_touching(
-    glyphs: list[normalize.Glyph], loaded: LoadedModel, fit: Callable[[np.ndarray], np.ndarray], pitch: int
-) -> list[list[normalize.Glyph]]:
-    """Each glyph as it reads best: whole, or (when wide) cut into 2 or 3 touching letters, each option's
-    pieces fitted (`fit`) and laid out at `pitch` as the line itself will be.
+def _piece_scorer(loaded: LoadedModel, fit: Callable[[np.ndarray], np.ndarray], pitch: int) -> cutting.PieceScorer:
+    """How sure a reader is that a piece of a glyph is one character (cutting.py groups pieces by it).
 
-    Shape alone cannot tell "m" from "rn" or "ry", so the line model decides: every option of
-    every wide glyph is read on its own (one batch for the whole line) and scored by its least
-    confident output step (the log-probability of the best token there). A cut option wins only
-    when it reads as one character per piece and scores higher than the whole glyph.
+    The character model bundled with a reader (evaluate writes it into `line_reader.pt`) reads isolated
+    glyphs best: its log-probability of its top class. A line checkpoint without one (or an ONNX file) reads
+    each piece alone, fitted (`fit`) and laid out at `pitch` as the line itself will be: the log-probability of its
+    best path when that path reads exactly one character, NOT_ONE_CHARACTER otherwise.
     """
-    typical = float(np.median([g.width for g in glyphs]))
-    choices: list[list[list[normalize.Glyph]]] = []
-    for glyph in glyphs:
-        options = [[glyph]]
-        if normalize.is_wide(glyph, glyphs):
-            for n in range(2, MAX_PIECES + 1):
-                pieces = normalize.split_glyph(glyph, n) if glyph.width >= n * SPLIT_SHARE * typical else []
-                if len(pieces) == n:
-                    options.append(pieces)
-        choices.append(options)
-    flat = [(k, option) for k, options in enumerate(choices) if len(options) > 1 for option in options]
-    if not flat:
-        return [options[0] for options in choices]
-    images = [normalize.lay_out([fit(p.ink) for p in o], [False] * (len(o) - 1), pitch=pitch) for _, o in flat]
-    width = max(i.shape[1] for i in images)
-    batch = np.stack([np.pad(i, ((0, 0), (0, width - i.shape[1]))) for i in images])
+    if loaded.glyph_model is not None:
+        return functools.partial(_glyph_model_scores, loaded.glyph_model, fit, _device_of(loaded))
+    return functools.partial(_line_model_scores, loaded, fit, pitch)
+
+
+def _glyph_model_scores(
+    glyph_model: LoadedModel, fit: Callable[[np.ndarray], np.ndarray], device: torch.device, inks: list[np.ndarray]
+) -> np.ndarray:
+    cells = np.stack([fit(ink) for ink in inks])
     with torch.inference_mode():
-        logits = loaded.model(to_model_input(batch, _device_of(loaded))).float()
-    confidence = logits.log_softmax(dim=1).max(dim=1).values.cpu().numpy()  # (options, T)
-    steps = torch.full((len(images),), logits.shape[2], dtype=torch.long, device=logits.device)
-    texts = [indices_to_text(row, loaded.mapping).strip() for row in reading_decoder(loaded)(logits, steps)]
-    best: dict[int, tuple[float, list[normalize.Glyph]]] = {}
-    for (k, option), image, conf, text in zip(flat, images, confidence, texts, strict=True):
-        score = float(conf[: loaded.model.output_length(image.shape[1])].min())
-        whole = len(option) == 1
-        if whole or (len(text) == len(option) and score > best[k][0]):
-            best[k] = (score, option)
-    return [best[k][1] if k in best else options[0] for k, options in enumerate(choices)]
+        logits = torch.cat(
+            [glyph_model.model(to_model_input(cells[i : i + BATCH_SIZE * 16], device)).float()
+             for i in range(0, len(cells), BATCH_SIZE * 16)]
+        )  # fmt: skip
+    return logits.log_softmax(dim=1).max(dim=1).values.cpu().numpy()
+
+
+def _line_model_scores(
+    loaded: LoadedModel, fit: Callable[[np.ndarray], np.ndarray], pitch: int, inks: list[np.ndarray]
+) -> np.ndarray:
+    images = np.stack([normalize.lay_out([fit(ink)], [], pitch=pitch) for ink in inks])
+    device = _device_of(loaded)
+    with torch.inference_mode():
+        logits = torch.cat(
+            [loaded.model(to_model_input(images[i : i + BATCH_SIZE * 16], device)).float()
+             for i in range(0, len(images), BATCH_SIZE * 16)]
+        )  # fmt: skip
+    steps = loaded.model.output_length(images.shape[2])
+    best = logits[:, :, :steps].log_softmax(dim=1).max(dim=1).values.sum(dim=1).cpu().numpy()
+    lengths = torch.full((len(images),), steps, dtype=torch.long, device=logits.device)
+    texts = [indices_to_text(row, loaded.mapping).strip() for row in reading_decoder(loaded)(logits, lengths)]
+    return np.where([len(text) == 1 for text in texts], best, NOT_ONE_CHARACTER)
 
 
 # --- models --------------------------------------------------------------------------------------
