@@ -319,12 +319,13 @@ def build_app(
         gr.Markdown(
             f"# text-recognizer\nWrite {what} with the mouse or a finger, or upload {photo}. "
             f"Model: `{Path(model_path).name}` ({reader.loaded.kind} checkpoint). "
-            "Joined-up cursive cannot be read: the models learned from separate EMNIST glyphs. "
+            "Joined-up letters are cut apart where the character model reads the pieces best, which often fails: "
+            "the models learned from separate EMNIST glyphs. "
             "Measured on held-apart development data: separate printed letters and digits read well (about 6 % of "
             "characters wrong on font lines); single real handwritten glyphs mostly right (86-88 %); real "
             "handwritten digit strings mostly right (13 % of characters wrong with `text-recognizer predict --decoder "
-            "greedy`, 40 % with the prose language model this page reads with); real "
-            "handwritten words still poorly (about 62 % wrong): write large, separate, upright characters."
+            "greedy`, 43 % with the prose language model this page reads with); real handwritten words poorly "
+            "(about 37 % wrong, 45 % with the language model): write large, separate, upright characters."
         )
         inputs = _inputs(is_char)
         results = _results(is_char)
