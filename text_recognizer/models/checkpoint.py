@@ -213,31 +213,26 @@ def load_checkpoint(
     kind = payload["kind"]
     if expected_kind is not None and kind != expected_kind:
         raise CheckpointError(f"{path} is a {kind} checkpoint; {needed_by} needs a {expected_kind} checkpoint")
-    model, mapping = _rebuild(path, payload)
-    model.to(map_location).eval()
-    glyph_model = None
+    loaded = _loaded(path, payload, map_location)
     if "glyph_model" in payload:  # a reader's bundled character model (save_checkpoint)
         bundled = payload["glyph_model"]
         _check_format(path, bundled)
         if bundled["kind"] != "char":
             raise CheckpointError(f"{path} bundles a {bundled['kind']} model as its glyph model; a char one expected")
-        glyph_net, glyph_mapping = _rebuild(path, bundled)
-        glyph_model = LoadedModel(
-            kind="char",
-            model=glyph_net.to(map_location).eval(),
-            mapping=glyph_mapping,
-            model_kwargs=dict(bundled["model_kwargs"]),
-            extra=dict(bundled.get("extra") or {}),
-            path=path,
-        )
+        loaded.glyph_model = _loaded(path, bundled, map_location)
+    return loaded
+
+
+def _loaded(path: Path, payload: dict[str, Any], map_location: str | torch.device) -> LoadedModel:
+    """The model of a checked payload (a checkpoint's, or the glyph model it bundles), in eval mode on map_location."""
+    model, mapping = _rebuild(path, payload)
     return LoadedModel(
-        kind=kind,
-        model=model,
+        kind=payload["kind"],
+        model=model.to(map_location).eval(),
         mapping=mapping,
         model_kwargs=dict(payload["model_kwargs"]),
         extra=dict(payload.get("extra") or {}),
         path=path,
-        glyph_model=glyph_model,
     )
 
 

@@ -439,19 +439,14 @@ def _piece_scorer(loaded: LoadedModel, fit: Callable[[np.ndarray], np.ndarray], 
     best path when that path reads exactly one character, NOT_ONE_CHARACTER otherwise.
     """
     if loaded.glyph_model is not None:
-        return functools.partial(_glyph_model_scores, loaded.glyph_model, fit, _device_of(loaded))
+        return functools.partial(_glyph_model_scores, loaded.glyph_model, fit)
     return functools.partial(_line_model_scores, loaded, fit, pitch)
 
 
 def _glyph_model_scores(
-    glyph_model: LoadedModel, fit: Callable[[np.ndarray], np.ndarray], device: torch.device, inks: list[np.ndarray]
+    glyph_model: LoadedModel, fit: Callable[[np.ndarray], np.ndarray], inks: list[np.ndarray]
 ) -> np.ndarray:
-    cells = np.stack([fit(ink) for ink in inks])
-    with torch.inference_mode():
-        logits = torch.cat(
-            [glyph_model.model(to_model_input(cells[i : i + BATCH_SIZE * 16], device)).float()
-             for i in range(0, len(cells), BATCH_SIZE * 16)]
-        )  # fmt: skip
+    logits = _logits_in_chunks(glyph_model, np.stack([fit(ink) for ink in inks]))  # (N, classes)
     return logits.log_softmax(dim=1).max(dim=1).values.cpu().numpy()
 
 
@@ -459,17 +454,22 @@ def _line_model_scores(
     loaded: LoadedModel, fit: Callable[[np.ndarray], np.ndarray], pitch: int, inks: list[np.ndarray]
 ) -> np.ndarray:
     images = np.stack([normalize.lay_out([fit(ink)], [], pitch=pitch) for ink in inks])
-    device = _device_of(loaded)
-    with torch.inference_mode():
-        logits = torch.cat(
-            [loaded.model(to_model_input(images[i : i + BATCH_SIZE * 16], device)).float()
-             for i in range(0, len(images), BATCH_SIZE * 16)]
-        )  # fmt: skip
+    logits = _logits_in_chunks(loaded, images)  # (N, C, T)
     steps = loaded.model.output_length(images.shape[2])
     best = logits[:, :, :steps].log_softmax(dim=1).max(dim=1).values.sum(dim=1).cpu().numpy()
     lengths = torch.full((len(images),), steps, dtype=torch.long, device=logits.device)
     texts = [indices_to_text(row, loaded.mapping).strip() for row in reading_decoder(loaded)(logits, lengths)]
     return np.where([len(text) == 1 for text in texts], best, NOT_ONE_CHARACTER)
+
+
+def _logits_in_chunks(loaded: LoadedModel, images: np.ndarray, chunk: int = 16 * BATCH_SIZE) -> torch.Tensor:
+    """A model's float logits for many same-sized (28, W) inputs (a word's candidate pieces: hundreds), `chunk`
+    at a time."""
+    device = _device_of(loaded)
+    with torch.inference_mode():
+        return torch.cat(
+            [loaded.model(to_model_input(images[i : i + chunk], device)).float() for i in range(0, len(images), chunk)]
+        )
 
 
 # --- models --------------------------------------------------------------------------------------
